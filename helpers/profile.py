@@ -1,0 +1,43 @@
+"""The one switch between a chapter's real settings and a fast smoke run.
+
+``BOOK_PROFILE=full`` (the default) runs a chapter as published: real data, real
+epoch counts. ``BOOK_PROFILE=quick`` runs every chapter in about a minute on two
+CPU cores (small subsets, few steps) so that the test suite can execute them all.
+"""
+import os
+
+import torch
+
+PROFILES = ("quick", "full")
+PROFILE = os.environ.get("BOOK_PROFILE", "full")
+if PROFILE not in PROFILES:
+    raise ValueError(f"BOOK_PROFILE={PROFILE!r} is not a profile; use one of {PROFILES}.")
+
+
+def pick(*, quick, full):
+    """The value for the active profile: ``EPOCHS = pick(quick=1, full=50)``."""
+    return quick if PROFILE == "quick" else full
+
+
+def device() -> torch.device:
+    """CUDA when available, else CPU; ``BOOK_DEVICE=cpu`` (or ``cuda:1``...) overrides."""
+    override = os.environ.get("BOOK_DEVICE")
+    if override:
+        return torch.device(override)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def banner(*datasets: str) -> str:
+    """Print and return the run banner every chapter shows in its first code cell.
+
+    ``datasets`` names the datasets the chapter loads (``"mnist"``, ``"imagenette"``);
+    ``data=`` says whether they are the real files or the synthetic stand-in that the
+    quick profile falls back to offline, and ``data=none`` when the chapter loads none.
+    """
+    from .data import source
+
+    sources = {source(name) for name in datasets}
+    data = "none" if not sources else ("synthetic" if "synthetic" in sources else "real")
+    line = f"profile={PROFILE} device={device().type} data={data} torch={torch.__version__.split('+')[0]}"
+    print(line)
+    return line

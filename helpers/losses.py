@@ -1,0 +1,100 @@
+"""The objectives of the book: ELBO terms for VAEs and the two GAN losses.
+
+Shapes: N is the batch, D the latent dimension, L the number of Monte Carlo
+samples per data point, P the number of pixels.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+# ---------------------------------------------------------------- Gaussians and the KL
+
+def kl_normal(mu_q, logvar_q, mu_p=0.0, logvar_p=0.0) -> torch.Tensor:
+    """KL( N(mu_q, var_q) || N(mu_p, var_p) ) per dimension, in closed form.
+
+        KL = 1/2 [ log(var_p / var_q) + (var_q + (mu_q - mu_p)^2) / var_p - 1 ]
+
+    All arguments broadcast (tensors of any shape, or floats for the prior); the
+    result has their broadcast shape. Sum over the last axis for a diagonal Gaussian.
+    """
+    mu_p, logvar_p = torch.as_tensor(mu_p), torch.as_tensor(logvar_p)
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).square()) / logvar_p.exp() - 1)
+
+
+def kl_standard_normal(mu, logvar) -> torch.Tensor:
+    """KL( N(mu, diag(exp(logvar))) || N(0, I) ), summed over the latent axis.
+
+    mu, logvar: N x D. Returns N. This is -1/2 sum_j (1 + log var_j - var_j - mu_j^2).
+    """
+    return -0.5 * (1 + logvar - logvar.exp() - mu.square()).sum(-1)
+
+
+def reparameterize(mu, logvar, samples: int = 1) -> torch.Tensor:
+    """Draw z = mu + sigma * eps with eps ~ N(0, I), differentiable in mu and logvar.
+
+    mu, logvar: N x D. Returns L x N x D with L = ``samples``.
+    """
+    eps = torch.randn((samples, *mu.shape), dtype=mu.dtype, device=mu.device)
+    return mu + (0.5 * logvar).exp() * eps
+
+
+def normal_log_prob(z, mu, logvar) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))), summed over the last axis. Shapes broadcast; returns z.shape[:-1]."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).square() / logvar.exp()).sum(-1)
+
+
+def kl_monte_carlo(z, mu, logvar, log_prior) -> torch.Tensor:
+    """Single-sample-per-row estimate of KL(q || p): mean over L of log q(z) - log p(z).
+
+    z: L x N x D samples of q = N(mu, diag(exp(logvar))) (mu, logvar: N x D);
+    log_prior: function mapping ... x D to ... (log p(z)). Returns N.
+    Unbiased for any prior, which is why a flow prior can use it where no closed form exists.
+    """
+    return (normal_log_prob(z, mu, logvar) - log_prior(z)).mean(0)
+
+
+# ---------------------------------------------------------------- the decoder's likelihood
+
+def bernoulli_log_likelihood(x, logits) -> torch.Tensor:
+    """log p(x | z) for a Bernoulli decoder, summed over pixels.
+
+    x: N x P in [0, 1] (grey levels act as soft targets); logits: ... x N x P (any leading
+    axes, e.g. L samples). Returns ... x N. Computed from logits, not sigmoid outputs:
+    ``binary_cross_entropy_with_logits`` never takes log(0).
+    """
+    x = x.expand_as(logits)
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
+
+# ---------------------------------------------------------------- GAN losses on logits
+
+def discriminator_loss(real_logits, fake_logits) -> torch.Tensor:
+    """-E[log D(x)] - E[log(1 - D(G(z)))]: the discriminator's side of the minimax game.
+
+    D = sigmoid(logit). BCE-with-logits computes log sigmoid(t) = -softplus(-t) stably.
+    real_logits, fake_logits: N. Returns a scalar.
+    """
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real + fake
+
+
+def generator_loss_minimax(fake_logits) -> torch.Tensor:
+    """E[log(1 - D(G(z)))], the generator's minimax loss (the report's eq. 2.8). Saturates when D wins.
+
+    log(1 - sigmoid(t)) = -softplus(t) = -BCE(t, target 0). fake_logits: N. Returns a scalar.
+    """
+    return -F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+
+
+def generator_loss_nonsaturating(fake_logits) -> torch.Tensor:
+    """-E[log D(G(z))], the non-saturating generator loss (the report's eq. 2.9).
+
+    = BCE(t, target 1): large gradients exactly when D confidently rejects the samples.
+    fake_logits: N. Returns a scalar.
+    """
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))

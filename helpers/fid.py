@@ -1,0 +1,366 @@
+"""Fréchet Inception Distance (FID), computed in memory.
+
+FID (Heusel et al., 2017) embeds images with the Inception network that the
+original TensorFlow code used, fits one Gaussian to the features of each image
+set, and reports the Fréchet (2-Wasserstein) distance between the two Gaussians:
+
+    FID = ||mu_1 - mu_2||^2 + tr(Sigma_1 + Sigma_2 - 2 (Sigma_1 Sigma_2)^{1/2})
+
+The network and its weights are pytorch-fid's ``InceptionV3`` (loaded from the torch
+hub cache, so ``TORCH_HOME`` decides where the file lives). Images never go to disk:
+tensors or a sampling function go straight through the network, in batches.
+
+Shapes: N images, C channels (1 or 3), H x W pixels, D feature dimensions
+(2048 for the final pool layer; 64, 192 or 768 for earlier blocks).
+"""
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.models.inception import BasicConv2d
+from tqdm.auto import tqdm
+
+from . import data
+from .paths import cache_dir
+from .profile import device as default_device
+
+DIMS = tuple(InceptionV3.BLOCK_INDEX_BY_DIM)  # (64, 192, 768, 2048)
+INPUT_SIZE = 299  # Inception's input side: every image is resized to 299 x 299
+WEIGHTS_FILE = Path(FID_WEIGHTS_URL).name  # pt_inception-2015-12-05-6726825d.pth
+
+
+class WeightsNotFoundError(RuntimeError):
+    """The FID Inception weights are not in the torch hub cache and could not be downloaded."""
+
+
+@dataclass
+class FIDResult:
+    """One FID value and what it was computed from (the ``"fid"`` object of a results JSON)."""
+
+    value: float
+    n_generated: int
+    reference: str  # the reference split, e.g. "mnist/test"
+    n_reference: int
+    dims: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (f"FID {self.value:.1f} ({self.n_generated:,} generated vs {self.n_reference:,} "
+                f"{self.reference}, {self.dims}-d)")
+
+
+# ---------------------------------------------------------------- the network
+
+def weights_path() -> Path:
+    """Where torch.hub keeps the weights: ``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
+
+
+def _check_dims(dims: int) -> None:
+    if dims not in DIMS:
+        raise ValueError(f"dims={dims} is not an Inception block; use one of {DIMS} (2048 = pool3, the standard FID).")
+
+
+class FastInception(nn.Module):
+    """pytorch-fid's InceptionV3 up to the block of ``dims`` features, with its preprocessing,
+    rearranged for speed on CPU; the arithmetic is the same up to float rounding.
+
+    Input: N x C x H x W float in [0, 1], C in {1, 3}. Output: N x D float32.
+    """
+
+    def __init__(self, reference: InceptionV3):
+        super().__init__()
+        self.blocks = nn.Sequential(*reference.blocks).eval()
+        # Each BasicConv2d is conv -> batch norm -> ReLU. In eval mode the batch norm is an
+        # affine map per channel, so it folds into the convolution's weights and bias: one
+        # pass over each activation map instead of two.
+        for module in self.blocks.modules():
+            if isinstance(module, BasicConv2d):
+                module.conv = fuse_conv_bn_eval(module.conv, module.bn)
+                module.bn = nn.Identity()
+        # channels_last (NHWC) is the layout oneDNN's convolutions run fastest in on CPU.
+        self.blocks.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # As pytorch-fid: bilinear resize to 299 x 299, then [0, 1] -> [-1, 1]. Resizing acts
+        # on each channel separately, so a grayscale image is resized once and then repeated.
+        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+        x = (2 * x - 1).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+        # The 2048-d block ends in a global average pool; the earlier blocks are feature maps,
+        # which pytorch-fid averages over space the same way.
+        return self.blocks(x).mean(dim=(2, 3))
+
+
+def _reference_network(dims: int) -> InceptionV3:
+    """pytorch-fid's own InceptionV3 for ``dims`` (default path), loading the weights
+    from the torch hub cache; a clear :class:`WeightsNotFoundError` when offline without them."""
+    _check_dims(dims)
+    path = weights_path()
+    try:
+        return InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]]).eval()
+    except Exception as cause:  # urllib, HTTP or file-system errors all mean: no weights here
+        if path.exists() and path.stat().st_size > 0:
+            raise  # the file is there: the problem is something else, show it as it is
+        raise WeightsNotFoundError(
+            f"The FID Inception weights are not on this machine and could not be downloaded "
+            f"({type(cause).__name__}: {str(cause).strip() or 'no detail'}).\n"
+            f"Expected file: {path}\n"
+            f"Fix: connect to the internet once (torch.hub downloads {FID_WEIGHTS_URL}), or copy "
+            f"{WEIGHTS_FILE} into {path.parent}/ (set TORCH_HOME to the folder that holds hub/checkpoints/)."
+        ) from cause
+
+
+@lru_cache(maxsize=8)
+def _fast_network(dims: int, device: str, weights: str) -> FastInception:
+    # ``weights`` (the file's path) is part of the cache key, so changing TORCH_HOME reloads.
+    return FastInception(_reference_network(dims)).to(device)
+
+
+def inception(dims: int = 2048, device=None) -> nn.Module:
+    """The fast FID network for ``dims`` on ``device``, built once per (dims, device).
+
+    Returns a module mapping N x C x H x W float images in [0, 1] (C in {1, 3}) to N x D float32.
+    """
+    _check_dims(dims)
+    device = torch.device(device) if device is not None else default_device()
+    return _fast_network(dims, str(device), str(weights_path()))
+
+
+# ---------------------------------------------------------------- features
+
+def _check_images(images, where: str) -> None:
+    """Raise a clear error unless ``images`` is N x C x H x W, C in {1, 3}, uint8 or finite float in [0, 1]."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{where}: expected a torch.Tensor of images, got {type(images).__name__}.")
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"{where}: images must be N x C x H x W with C = 1 (grayscale) or 3 (RGB); "
+                         f"got shape {tuple(images.shape)}.")
+    if images.dtype == torch.uint8:
+        return
+    if not images.is_floating_point():
+        raise TypeError(f"{where}: images must be uint8 (0..255) or float in [0, 1]; got {images.dtype}.")
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{where}: images contain NaN or infinity; a diverged model produces these.")
+    low, high = images.min().item(), images.max().item()
+    if low < 0 or high > 1:
+        raise ValueError(f"{where}: float images must lie in [0, 1]; got values in [{low:.3g}, {high:.3g}]. "
+                         f"Outputs of tanh lie in [-1, 1]: map them with (x + 1) / 2.")
+
+
+def _unit_float(images: torch.Tensor) -> torch.Tensor:
+    """Checked images as float32 in [0, 1]."""
+    return images.float().div(255) if images.dtype == torch.uint8 else images.detach().float()
+
+
+def _batches(images_or_sampler, n: int, batch_size: int):
+    """Yield float batches in [0, 1], at most ``batch_size`` images each, ``n`` images in all
+    (a tensor was checked as a whole by :func:`_check_input`; sampler batches are checked here)."""
+    if not callable(images_or_sampler):
+        images = images_or_sampler[:n]
+        for start in range(0, len(images), batch_size):
+            yield _unit_float(images[start: start + batch_size])
+        return
+    taken = 0
+    while taken < n:
+        batch = images_or_sampler(min(batch_size, n - taken))
+        _check_images(batch, "sampler output")
+        if len(batch) == 0:
+            raise ValueError("The sampler returned an empty batch.")
+        batch = batch[: n - taken]
+        taken += len(batch)
+        yield _unit_float(batch)
+
+
+def _check_input(images_or_sampler, n: int) -> int:
+    """Check the input before any long work starts; return how many images it will give."""
+    if n is not None and n < 2:
+        raise ValueError(f"n={n}: FID needs at least 2 images to estimate a covariance.")
+    if callable(images_or_sampler):
+        if n is None:
+            raise ValueError("A sampler needs n: how many images to draw for FID.")
+        return n
+    images = images_or_sampler[:n]
+    _check_images(images, "images")
+    if len(images) < 2:
+        raise ValueError(f"{len(images)} image(s): FID needs at least 2 to estimate a covariance.")
+    return len(images)
+
+
+def features(images_or_sampler, n: int = None, dims: int = 2048, batch_size: int = 50, device=None) -> torch.Tensor:
+    """Inception features of a set of images.
+
+    Args:
+        images_or_sampler: N x C x H x W images, float in [0, 1] or uint8, C in {1, 3}; or a
+            function ``sampler(batch_size)`` returning such a batch, called until ``n`` are collected.
+        n: how many images: required for a sampler; for a tensor, use at most its first ``n``.
+        dims: 64, 192, 768 or 2048 (pool3, the standard FID features).
+        batch_size: images per forward pass.
+        device: where Inception runs (default: :func:`helpers.device`).
+
+    Returns:
+        N x D float64 tensor on the CPU.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be positive.")
+    total = _check_input(images_or_sampler, n)
+    net = inception(dims, device)
+    target = next(net.parameters()).device
+    out = []
+    with torch.inference_mode(), tqdm(total=total, desc=f"Inception {dims}-d", unit="img", leave=False) as bar:
+        for batch in _batches(images_or_sampler, n, batch_size):
+            out.append(net(batch.to(target)).double().cpu())
+            bar.update(len(batch))
+    return torch.cat(out)
+
+
+# ---------------------------------------------------------------- the distance
+
+def statistics(features) -> tuple:
+    """Mean and covariance of N x D features (torch or numpy): ``(mu, sigma)``, numpy float64,
+    shapes D and D x D. The covariance is the unbiased one (divides by N - 1), as in pytorch-fid."""
+    x = features.detach().cpu().double().numpy() if isinstance(features, torch.Tensor) else np.asarray(features, np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"features must be N x D; got shape {x.shape}.")
+    n, dims = x.shape
+    if n < 2:
+        raise ValueError(f"{n} feature vector(s): a covariance needs at least 2.")
+    if not np.isfinite(x).all():
+        raise ValueError("features contain NaN or infinity.")
+    if n <= dims:
+        warnings.warn(f"{n} samples of {dims}-d features: the covariance has rank at most {n - 1} < {dims} "
+                      f"(singular), and FID is biased upward. Use more samples than dimensions "
+                      f"(10,000 at 2048-d for final numbers).", stacklevel=2)
+    return x.mean(axis=0), np.cov(x, rowvar=False)
+
+
+def _as_numpy(a, name: str, ndim: int) -> np.ndarray:
+    a = a.detach().cpu().double().numpy() if isinstance(a, torch.Tensor) else np.asarray(a, np.float64)
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s); got shape {a.shape}.")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    return a
+
+
+def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a covariance; round-off negative eigenvalues count as 0."""
+    w, v = np.linalg.eigh(sigma)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^{1/2}).
+
+    mu: D, sigma: D x D (numpy or torch). Returns a float >= 0.
+
+    The product sigma1 sigma2 is not symmetric, so a general matrix square root of it
+    (``scipy.linalg.sqrtm``, which pytorch-fid uses) works in complex arithmetic: round-off
+    leaves small imaginary parts, and a singular product (fewer samples than dimensions) can
+    make it fail, which pytorch-fid patches by adding 1e-6 to the diagonals. Only the trace is
+    needed, though, and it is the sum of the square roots of the eigenvalues of sigma1 sigma2.
+    These equal the eigenvalues of the symmetric positive semi-definite matrix
+    sigma1^{1/2} sigma2 sigma1^{1/2} (the two matrices are similar), which a symmetric
+    eigensolver returns as real numbers >= 0 up to round-off: no complex parts, no failure when
+    singular, and about twice as fast as ``sqrtm`` at D = 2048.
+    """
+    mu1, mu2 = _as_numpy(mu1, "mu1", 1), _as_numpy(mu2, "mu2", 1)
+    sigma1, sigma2 = _as_numpy(sigma1, "sigma1", 2), _as_numpy(sigma2, "sigma2", 2)
+    dims = len(mu1)
+    if mu2.shape != (dims,) or sigma1.shape != (dims, dims) or sigma2.shape != (dims, dims):
+        raise ValueError(f"Shapes do not match: mu1 {mu1.shape}, sigma1 {sigma1.shape}, "
+                         f"mu2 {mu2.shape}, sigma2 {sigma2.shape}; both sets need the same feature dimension.")
+    root1 = _sqrt_psd(sigma1)
+    eigenvalues = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
+    trace_sqrt = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
+    value = np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt
+    return float(max(value, 0.0))  # a squared distance: only round-off can push it below 0
+
+
+# ---------------------------------------------------------------- reference statistics
+
+def _save_atomic(path: Path, write) -> None:
+    """Write through a temporary file and rename it, so a crash never leaves half a cache file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    tmp.replace(path)
+
+
+def _reference_split(dataset: str, split: str, n: int, size: int):
+    """The reference images and the cache key that names them (source, split, size, count)."""
+    images = data.load(dataset, split, size=size, limit=n)
+    source = "" if data.source(dataset) == "real" else f"-{data.source(dataset)}"
+    # The key holds the number of images actually loaded, so n=None and n=len(split) share it.
+    key = f"{dataset}-{split}{source}-{images.images.shape[-1]}px-n{len(images)}"
+    return images, key
+
+
+def reference_features(dataset: str, split: str, n: int = None, dims: int = 2048, size: int = None,
+                       batch_size: int = 50) -> torch.Tensor:
+    """Inception features of the first ``n`` images of a split (all when None): N x D float64,
+    computed once and cached on disk (float32, exactly what the network outputs)."""
+    _check_dims(dims)
+    split_images, key = _reference_split(dataset, split, n, size)
+    path = cache_dir("fid") / f"features-{key}-{dims}d.pt"
+    if path.exists():
+        return torch.load(path, weights_only=True).double()
+    feats = features(split_images.images, dims=dims, batch_size=batch_size)
+    _save_atomic(path, lambda f: torch.save(feats.float(), f))
+    return feats
+
+
+def _reference(dataset: str, split: str, n: int, dims: int, size: int) -> tuple:
+    """(mu, sigma, n_reference, name) of the reference split, cached on disk."""
+    _check_dims(dims)
+    split_images, key = _reference_split(dataset, split, n, size)
+    path = cache_dir("fid") / f"stats-{key}-{dims}d.npz"
+    if not path.exists():
+        mu, sigma = statistics(reference_features(dataset, split, n, dims, size))
+        _save_atomic(path, lambda f: np.savez(f, mu=mu, sigma=sigma))
+    with np.load(path) as stats:
+        return stats["mu"], stats["sigma"], len(split_images), split_images.name
+
+
+def reference_statistics(dataset: str, split: str, n: int = None, dims: int = 2048, size: int = None) -> tuple:
+    """``(mu, sigma)`` of the Inception features of a real split (first ``n`` images, all when None).
+
+    Computed once from ``helpers.data.load(dataset, split, size=size, limit=n)`` and cached under
+    ``.cache/fid/``, keyed by dataset, split, image size, number of images and dims.
+    """
+    mu, sigma, _, _ = _reference(dataset, split, n, dims, size)
+    return mu, sigma
+
+
+def fid(generated, *, dataset: str = "mnist", split: str = "test", n: int = 10_000, n_reference: int = None,
+        dims: int = 2048, size: int = None, batch_size: int = 50, device=None) -> FIDResult:
+    """FID of generated images against a real split.
+
+    Args:
+        generated: N x C x H x W images (float in [0, 1] or uint8; the first ``n`` are used) or
+            a function ``sampler(batch_size)`` returning batches (called until ``n`` images).
+        dataset, split: the reference images (cached statistics; see :func:`reference_statistics`).
+        n: number of generated images. Final results use 10,000.
+        n_reference: number of reference images (None: the whole split).
+        dims: Inception feature dimension (2048 for results that can be compared).
+        size: image size of the reference split (Imagenette; MNIST is 32).
+        batch_size, device: how Inception runs.
+
+    Returns:
+        A :class:`FIDResult` that records the value, both N, the reference and the dimension.
+    """
+    _check_dims(dims)
+    _check_input(generated, n)  # a wrong input fails now, not after the reference is computed
+    mu_ref, sigma_ref, n_ref, name = _reference(dataset, split, n_reference, dims, size)
+    feats = features(generated, n=n, dims=dims, batch_size=batch_size, device=device)
+    mu, sigma = statistics(feats)
+    return FIDResult(frechet_distance(mu, sigma, mu_ref, sigma_ref), len(feats), name, n_ref, dims)

@@ -1,0 +1,189 @@
+"""The networks of the book: priors, the report's MLP VAE and MLP GAN.
+
+Every prior has ``sample(n)`` and ``log_prob(z)``, so one :class:`VAE` class takes
+any prior (a standard Gaussian here, a normalizing flow later). Decoders and
+generators return *logits*; images are ``sigmoid(logits)``. The report puts a
+sigmoid at the end of its decoder; computing the Bernoulli likelihood from
+logits is the same model, but numerically safe (no log(0)).
+
+Shapes: N batch, D latent dimension, P = C*H*W pixels.
+"""
+import torch
+from torch import nn
+
+from . import losses
+
+IMAGE_SHAPE = (1, 32, 32)  # MNIST padded to 32 x 32, as in the report
+
+
+# ---------------------------------------------------------------- priors
+
+class StandardNormalPrior(nn.Module):
+    """p(z) = N(0, I) in D dimensions."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("origin", torch.zeros(dim))  # follows the module to its device
+
+    def sample(self, n: int) -> torch.Tensor:
+        """n x D draws."""
+        return torch.randn(n, self.dim, device=self.origin.device)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) for z of shape ... x D; returns ...."""
+        return losses.normal_log_prob(z, self.origin, torch.zeros_like(self.origin))
+
+    def kl(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL(q || p) in closed form for q = N(mu, diag(exp(logvar))); mu, logvar: N x D -> N."""
+        return losses.kl_standard_normal(mu, logvar)
+
+
+# ---------------------------------------------------------------- the report's MLPs
+
+def mlp(sizes, activation) -> nn.Sequential:
+    """Linear layers of the given sizes with ``activation()`` after every layer but the last."""
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+def leaky_relu():
+    return nn.LeakyReLU(0.2)
+
+
+class MLPEncoder(nn.Module):
+    """q(z|x): the report's encoder trunk 1024 -> 1024 -> 512 -> 256 (LeakyReLU 0.2), then two
+    linear heads for mu and log sigma^2 of a D-dimensional Gaussian.
+
+    The report ends in Linear(256, 100) followed by Tanh, which yields one 100-d vector and
+    cannot give both a mean and a (positive) variance; two heads is the standard reading.
+    """
+
+    def __init__(self, latent_dim: int = 100, pixels: int = 1024):
+        super().__init__()
+        self.trunk = nn.Sequential(mlp([pixels, 1024, 512, 256], leaky_relu), leaky_relu())
+        self.mu = nn.Linear(256, latent_dim)
+        self.logvar = nn.Linear(256, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        """x: N x C x H x W in [0, 1] -> (mu, logvar), each N x D."""
+        h = self.trunk(x.flatten(1))
+        return self.mu(h), self.logvar(h)
+
+
+class MLPDecoder(nn.Module):
+    """p(x|z) (and the GAN's generator): the report's 100 -> 256 -> 512 -> 1024 -> 1024 with ReLU.
+
+    Returns logits N x C x H x W; the report's final Sigmoid is applied by the caller
+    (``torch.sigmoid``) or folded into the loss.
+    """
+
+    def __init__(self, latent_dim: int = 100, image_shape=IMAGE_SHAPE):
+        super().__init__()
+        self.image_shape = image_shape
+        pixels = image_shape[0] * image_shape[1] * image_shape[2]
+        self.net = mlp([latent_dim, 256, 512, 1024, pixels], nn.ReLU)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z: ... x D -> logits ... x C x H x W."""
+        return self.net(z).unflatten(-1, self.image_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """D(x) as a logit: the report's trunk 1024 -> 1024 -> 512 -> 256 (LeakyReLU 0.2), then one logit.
+
+    The report ends in Linear(256, 100) and Tanh: 100 numbers in [-1, 1] are not a probability
+    that x is real. A single logit, D = sigmoid(logit), is what the GAN objective needs.
+    """
+
+    def __init__(self, pixels: int = 1024):
+        super().__init__()
+        self.net = nn.Sequential(mlp([pixels, 1024, 512, 256], leaky_relu), leaky_relu(), nn.Linear(256, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: N x C x H x W in [0, 1] -> logits N."""
+        return self.net(x.flatten(1)).squeeze(-1)
+
+
+# ---------------------------------------------------------------- the VAE
+
+class VAE(nn.Module):
+    """A VAE with a Bernoulli decoder and any prior that has ``sample`` and ``log_prob``.
+
+    ``forward(x)`` returns the per-batch loss terms, so a DistributedDataParallel wrapper
+    (which synchronizes gradients through ``forward``) sees the whole computation.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module):
+        super().__init__()
+        self.encoder, self.decoder, self.prior = encoder, decoder, prior
+
+    def forward(self, x: torch.Tensor, samples: int = 1) -> dict:
+        """Negative ELBO of a batch, in nats per image, with L = ``samples`` reparameterized draws.
+
+        x: N x C x H x W in [0, 1]. Returns scalars ``loss`` = ``rec`` + ``kl`` where
+        rec = -1/L sum_l log p(x | z_l) and kl = KL(q(z|x) || p(z)), both averaged over N.
+        """
+        mu, logvar = self.encoder(x)
+        z = losses.reparameterize(mu, logvar, samples)                          # L x N x D
+        log_px = losses.bernoulli_log_likelihood(x.flatten(1), self.decoder(z).flatten(2))  # L x N
+        if hasattr(self.prior, "kl"):
+            kl = self.prior.kl(mu, logvar)                                      # closed form
+        else:
+            kl = losses.kl_monte_carlo(z, mu, logvar, self.prior.log_prob)      # any prior
+        rec = -log_px.mean(0)
+        return {"loss": (rec + kl).mean(), "rec": rec.mean(), "kl": kl.mean()}
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """n images from p(z) p(x|z), shown as the Bernoulli means: n x C x H x W in [0, 1]."""
+        return self.decode(self.prior.sample(n))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Bernoulli means sigmoid(decoder(z)): ... x D -> ... x C x H x W in [0, 1]."""
+        return torch.sigmoid(self.decoder(z))
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The posterior means mu(x): N x C x H x W -> N x D (used for reconstructions, interpolation)."""
+        return self.encoder(x)[0]
+
+
+def mnist_vae(latent_dim: int = 100) -> VAE:
+    """The report's MNIST VAE (eq. 3.1) with a standard Gaussian prior."""
+    return VAE(MLPEncoder(latent_dim), MLPDecoder(latent_dim), StandardNormalPrior(latent_dim))
+
+
+# ---------------------------------------------------------------- the GAN
+
+class GAN(nn.Module):
+    """A generator G(z) (logits, like a decoder) and a discriminator D(x) (a logit)."""
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, latent_dim: int):
+        super().__init__()
+        self.generator, self.discriminator = generator, discriminator
+        self.prior = StandardNormalPrior(latent_dim)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z) as images: N x D -> N x C x H x W in [0, 1] (the report's final Sigmoid)."""
+        return torch.sigmoid(self.generator(z))
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """n generated images, n x C x H x W in [0, 1]."""
+        return self.generate(self.prior.sample(n))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Alias of ``generate`` without gradients, so latent-space tools treat VAEs and GANs alike."""
+        return self.generate(z)
+
+
+def mnist_gan(latent_dim: int = 100) -> GAN:
+    """The report's MNIST GAN (eqs. 3.3-3.4) with a single-logit discriminator."""
+    return GAN(MLPDecoder(latent_dim), MLPDiscriminator(), latent_dim)

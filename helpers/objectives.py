@@ -1,0 +1,158 @@
+"""How each model family takes one training step, and the registry of trainable models.
+
+The training loop (:mod:`helpers.train`) is the same for every model; what differs
+is the step. A VAE has one optimizer and one loss. A GAN has two players: a
+discriminator step, then a generator step. Both are :class:`Objective` subclasses
+with ``train_step(x)`` and ``eval_step(x)``, so one loop drives both.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import losses, models
+
+
+class Objective:
+    """A model, its optimizers and its step. ``model`` is the plain module (saved, sampled);
+    ``wrap`` lets the loop swap in DistributedDataParallel copies for the steps."""
+
+    model: nn.Module
+    optimizers: dict
+
+    def wrap(self, wrapper: Callable) -> None:
+        raise NotImplementedError
+
+    def train_step(self, x: torch.Tensor) -> dict:
+        """One update on a batch x (N x C x H x W in [0, 1]); returns detached scalar loss terms."""
+        raise NotImplementedError
+
+    def eval_step(self, x: torch.Tensor) -> dict:
+        """The same loss terms without any update."""
+        raise NotImplementedError
+
+    def sample(self, n: int) -> torch.Tensor:
+        """n generated images, n x C x H x W in [0, 1]."""
+        return self.model.sample(n)
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(),
+                "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+
+
+class VAEObjective(Objective):
+    """Minimize the negative ELBO with Adam; terms ``loss`` = ``rec`` + ``kl`` in nats per image."""
+
+    def __init__(self, vae: models.VAE, lr: float, samples: int = 1):
+        self.model = self.net = vae
+        self.samples = samples
+        self.optimizers = {"vae": torch.optim.Adam(vae.parameters(), lr=lr)}
+
+    def wrap(self, wrapper):
+        self.net = wrapper(self.model)
+
+    def train_step(self, x):
+        terms = self.net(x, self.samples)
+        optimizer = self.optimizers["vae"]
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        return {name: value.detach() for name, value in terms.items()}
+
+    @torch.no_grad()
+    def eval_step(self, x):
+        return self.model(x, self.samples)
+
+
+GENERATOR_LOSSES = {"minimax": losses.generator_loss_minimax, "ns": losses.generator_loss_nonsaturating}
+
+
+class GANObjective(Objective):
+    """Alternate one discriminator step and one generator step per batch (Goodfellow et al., Alg. 1, k=1).
+
+    Terms: ``d_loss``, ``g_loss`` (the generator's own loss, minimax or non-saturating),
+    and ``d_real`` / ``d_fake``, the mean D(x) on real and generated images.
+    """
+
+    def __init__(self, gan: models.GAN, lr: float, generator_loss: str, betas=(0.5, 0.999)):
+        if generator_loss not in GENERATOR_LOSSES:
+            raise ValueError(f"Unknown generator loss {generator_loss!r}; use one of {list(GENERATOR_LOSSES)}.")
+        self.model = gan
+        self.G, self.D = gan.generator, gan.discriminator
+        self.generator_loss = GENERATOR_LOSSES[generator_loss]
+        self.optimizers = {"generator": torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas),
+                           "discriminator": torch.optim.Adam(self.D.parameters(), lr=lr, betas=betas)}
+
+    def wrap(self, wrapper):
+        self.G, self.D = wrapper(self.model.generator), wrapper(self.model.discriminator)
+
+    def _losses(self, real):
+        n = len(real)
+        fake = torch.sigmoid(self.G(self.model.prior.sample(n)))
+        # detach(): the discriminator's loss must not push gradients into G.
+        # Real and fake go through D in one call, so a DDP wrapper sees one forward per backward.
+        logits = self.D(torch.cat([real, fake.detach()]))
+        d_loss = losses.discriminator_loss(logits[:n], logits[n:])
+        return fake, logits, d_loss
+
+    def train_step(self, real):
+        fake, logits, d_loss = self._losses(real)
+        self._update("discriminator", d_loss)
+        g_loss = self.generator_loss(self.D(fake))  # through the freshly updated D
+        self._update("generator", g_loss)
+        return self._terms(d_loss, g_loss, logits)
+
+    @torch.no_grad()
+    def eval_step(self, real):
+        fake, logits, d_loss = self._losses(real)
+        return self._terms(d_loss, self.generator_loss(self.model.discriminator(fake)), logits)
+
+    def _update(self, player, loss):
+        optimizer = self.optimizers[player]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    @staticmethod
+    def _terms(d_loss, g_loss, logits):
+        d = torch.sigmoid(logits.detach())
+        half = len(d) // 2
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
+                "d_real": d[:half].mean(), "d_fake": d[half:].mean()}
+
+
+# ---------------------------------------------------------------- the registry
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A trainable model: its dataset, the report's hyperparameters and how to build it."""
+
+    dataset: str
+    defaults: dict
+    build: Callable  # (config) -> Objective
+
+
+MODELS = {
+    "mnist-vae": ModelSpec(
+        "mnist", {"epochs": 50, "batch_size": 64, "lr": 1e-4},
+        lambda c: VAEObjective(models.mnist_vae(c.latent_dim), c.lr, c.samples)),
+    "mnist-gan-minimax": ModelSpec(
+        "mnist", {"epochs": 80, "batch_size": 100, "lr": 2e-4},
+        lambda c: GANObjective(models.mnist_gan(c.latent_dim), c.lr, "minimax")),
+    "mnist-gan-ns": ModelSpec(
+        "mnist", {"epochs": 80, "batch_size": 100, "lr": 2e-4},
+        lambda c: GANObjective(models.mnist_gan(c.latent_dim), c.lr, "ns")),
+}
+
+
+def spec(name: str) -> ModelSpec:
+    """The registry entry of a model name, with a clear error for unknown names."""
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; trainable models are: {', '.join(MODELS)}.")
+    return MODELS[name]

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torchvision import datasets
-from torchvision.io import ImageReadMode, decode_image, read_file
-from torchvision.transforms.v2.functional import center_crop, resize
+from PIL import Image
+from torchvision.transforms.v2.functional import center_crop, pil_to_tensor, resize
 
 from .paths import cache_dir, data_root
 from .profile import PROFILE
@@ -125,21 +125,37 @@ def source(dataset: str) -> str:
 
 # ---------------------------------------------------------------- split indices
 
-def split_indices(dataset: str, split: str) -> tuple:
+OFFICIAL_COUNTS = {("mnist", "train"): 60_000, ("mnist", "test"): 10_000,
+                   ("imagenette", "train"): 9_469, ("imagenette", "val"): 3_925}
+
+
+def official_split(dataset: str, split: str) -> str:
+    """The official file (MNIST) or folder (Imagenette) a split is drawn from."""
+    if split != "test":
+        return "train"
+    return "test" if dataset == "mnist" else "val"
+
+
+def split_indices(dataset: str, split: str, n_official: int = None) -> tuple:
     """``(official_split, indices)``: which official file or folder a split comes from, and
-    which of its items (a 1-D int64 tensor). Deterministic and disjoint across splits."""
+    which of its items (a 1-D int64 tensor). Deterministic and disjoint across splits.
+
+    ``n_official`` is the number of items in that official file or folder (default: the
+    published count); a smaller one than the split needs is an error.
+    """
     _check_names(dataset, split)
-    if dataset == "mnist":
-        if split == "test":
-            return "test", torch.arange(10_000)
-        start = 0 if split == "train" else 50_000
-        return "train", torch.arange(start, start + MNIST_SIZES[split])
-    if split == "test":
-        order = torch.randperm(3_925, generator=torch.Generator().manual_seed(SPLIT_SEED))
-        return "val", order[: IMAGENETTE_SIZES["test"]]
-    order = torch.randperm(9_469, generator=torch.Generator().manual_seed(SPLIT_SEED))
-    start = 0 if split == "train" else IMAGENETTE_SIZES["train"]
-    return "train", order[start: start + IMAGENETTE_SIZES[split]]
+    sizes = MNIST_SIZES if dataset == "mnist" else IMAGENETTE_SIZES
+    official = official_split(dataset, split)
+    n_official = n_official or OFFICIAL_COUNTS[(dataset, official)]
+    first = sizes["train"] if split == "val" else 0
+    needed = first + sizes[split]
+    if n_official < needed:
+        raise DataNotFoundError(f"The official {dataset} {official!r} data holds {n_official} images, but the "
+                                f"{split} split needs {needed}: the files under {data_root()} are incomplete.")
+    if dataset == "mnist":  # the report's order: train, then validation, from the official training file
+        return official, torch.arange(first, needed)
+    order = torch.randperm(n_official, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    return official, order[first:needed]
 
 
 # ---------------------------------------------------------------- decoding
@@ -152,7 +168,8 @@ def pad_to_32(digits: torch.Tensor) -> torch.Tensor:
 def decode_square(path: str, size: int) -> torch.Tensor:
     """One image file -> 3 x size x size uint8: RGB (grayscale repeated), shorter side resized
     to ``size`` with antialiasing, then center-cropped."""
-    image = decode_image(read_file(path), mode=ImageReadMode.RGB)
+    with Image.open(path) as file:
+        image = pil_to_tensor(file.convert("RGB"))
     return center_crop(resize(image, [size], antialias=True), [size, size])
 
 
@@ -177,10 +194,10 @@ def _imagenette_folder(official: str, size: int) -> tuple:
 
 @lru_cache(maxsize=8)
 def _load_real(dataset: str, split: str, size: int, limit) -> Split:
-    official, idx = split_indices(dataset, split)
+    tv = _torchvision_dataset(dataset, official_split(dataset, split))
+    official, idx = split_indices(dataset, split, len(tv))
     if limit is not None:
         idx = idx[:limit]
-    tv = _torchvision_dataset(dataset, official)
     if dataset == "mnist":
         images, labels = pad_to_32(tv.data[idx]), tv.targets[idx]
     elif limit is not None:  # a small subset: decode only those files, skip the cache

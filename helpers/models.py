@@ -8,6 +8,8 @@ logits is the same model, but numerically safe (no log(0)).
 
 Shapes: N batch, D latent dimension, P = C*H*W pixels.
 """
+import math
+
 import torch
 from torch import nn
 
@@ -137,6 +139,20 @@ class VAE(nn.Module):
             kl = losses.kl_monte_carlo(z, mu, logvar, self.prior.log_prob)      # any prior
         rec = -log_px.mean(0)
         return {"loss": (rec + kl).mean(), "rec": rec.mean(), "kl": kl.mean()}
+
+    @torch.no_grad()
+    def importance_log_likelihood(self, x: torch.Tensor, samples: int = 100) -> torch.Tensor:
+        """The importance-weighted bound on log p(x) (Burda et al., 2016), in nats per image.
+
+            log p(x) >= log 1/K sum_k p(x | z_k) p(z_k) / q(z_k | x),   z_k ~ q(z | x)
+
+        K = 1 is the ELBO; the bound tightens as K grows. x: N x C x H x W. Returns N.
+        """
+        mu, logvar = self.encoder(x)
+        z = losses.reparameterize(mu, logvar, samples)                                   # K x N x D
+        log_px = losses.bernoulli_log_likelihood(x.flatten(1), self.decoder(z).flatten(2))  # K x N
+        log_w = log_px + self.prior.log_prob(z) - losses.normal_log_prob(z, mu, logvar)
+        return torch.logsumexp(log_w, 0) - math.log(samples)
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

@@ -27,3 +27,37 @@ def show_images(images: torch.Tensor, nrow: int = 8, title: str = None, ax=None,
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_history(history: list, terms: list, ax=None, title: str = None, ylabel: str = None):
+    """Train (solid) and validation (dashed) curves of loss terms per epoch.
+
+    history: the list of per-epoch dicts of :class:`helpers.train.Run` (keys ``train_<term>``,
+    ``val_<term>``); terms: which terms to draw.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    epochs = [r["epoch"] for r in history]
+    for i, term in enumerate(terms):
+        colour = f"C{i}"
+        ax.plot(epochs, [r[f"train_{term}"] for r in history], color=colour, label=f"train {term}")
+        ax.plot(epochs, [r[f"val_{term}"] for r in history], color=colour, linestyle="--", label=f"val {term}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel or ", ".join(terms))
+    ax.set_title(title or "")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_fid_curve(history: list, ax=None, label: str = None, reference: str = "test"):
+    """FID per epoch from a run's history (epochs where it was computed), N in the label."""
+    points = [(r["epoch"], r["fid"], r["fid_n"], r["fid_n_reference"]) for r in history if "fid" in r]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    if points:
+        epochs, values, n, n_ref = zip(*points)
+        ax.plot(epochs, values, marker="o", label=label or f"{n[0]:,} samples vs {n_ref[0]:,} {reference} images")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("FID")
+    ax.legend(fontsize=8)
+    return ax

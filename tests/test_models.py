@@ -1,0 +1,89 @@
+"""The VAE's loss terms against torch.distributions, the GAN's shapes, and latent interpolation."""
+import math
+
+import torch
+from torch import distributions as dist
+
+from helpers import explore, models
+
+
+def binary_batch(n=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 1, 32, 32, generator=g) > 0.7).float()
+
+
+class PriorWithoutClosedForm(torch.nn.Module):
+    """A standard Gaussian that hides its closed-form KL, forcing the Monte Carlo path."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.inner = models.StandardNormalPrior(dim)
+
+    def sample(self, n):
+        return self.inner.sample(n)
+
+    def log_prob(self, z):
+        return self.inner.log_prob(z)
+
+
+def test_vae_terms_match_torch_distributions():
+    torch.manual_seed(0)
+    vae, x = models.mnist_vae(latent_dim=8), binary_batch()
+    torch.manual_seed(1)
+    terms = vae(x, samples=3)
+    mu, logvar = vae.encoder(x)
+    q = dist.Normal(mu, (0.5 * logvar).exp())
+    kl = dist.kl_divergence(q, dist.Normal(0.0, 1.0)).sum(-1).mean()
+    torch.manual_seed(1)
+    z = mu + (0.5 * logvar).exp() * torch.randn(3, *mu.shape)  # the same draws as inside forward
+    rec = -dist.Bernoulli(logits=vae.decoder(z).flatten(2)).log_prob(x.flatten(1)).sum(-1).mean()
+    assert torch.allclose(terms["kl"], kl, rtol=1e-5), "KL term must be KL(q(z|x) || N(0, I)) per image"
+    assert torch.allclose(terms["rec"], rec, rtol=1e-5), "rec must be -1/L sum_l log p(x|z_l), summed over pixels"
+    assert torch.allclose(terms["loss"], terms["rec"] + terms["kl"])
+
+
+def test_monte_carlo_kl_path_agrees_with_the_closed_form_on_average():
+    torch.manual_seed(0)
+    closed = models.mnist_vae(latent_dim=4)
+    with torch.no_grad():  # move q away from the prior, so the KL is far from 0
+        closed.encoder.mu.bias.fill_(0.5)
+        closed.encoder.logvar.bias.fill_(-1.0)
+    mc = models.VAE(closed.encoder, closed.decoder, PriorWithoutClosedForm(4))
+    x = binary_batch(2)
+    torch.manual_seed(2)
+    estimate = mc(x, samples=20_000)["kl"]
+    assert torch.allclose(estimate, closed(x)["kl"], rtol=0.05), \
+        "a prior without a closed form falls back to an unbiased Monte Carlo KL"
+
+
+def test_importance_weighted_bound_is_above_the_elbo_and_k1_is_the_elbo():
+    torch.manual_seed(0)
+    vae, x = models.mnist_vae(latent_dim=8), binary_batch(4)
+    torch.manual_seed(3)
+    elbo = -torch.stack([vae(x)["loss"] for _ in range(400)]).mean()
+    k1 = torch.stack([vae.importance_log_likelihood(x, samples=1).mean() for _ in range(400)]).mean()
+    k64 = vae.importance_log_likelihood(x, samples=64).mean()
+    assert abs(k1 - elbo) < 0.02 * abs(elbo), "with K = 1 the importance-weighted bound is the ELBO"
+    assert k64 > elbo, "more importance samples give a tighter (higher) bound on log p(x)"
+
+
+def test_gan_shapes_and_ranges():
+    torch.manual_seed(0)
+    gan = models.mnist_gan(latent_dim=16)
+    images = gan.sample(5)
+    assert images.shape == (5, 1, 32, 32) and 0 <= images.min() and images.max() <= 1
+    assert gan.discriminator(images).shape == (5,), "the discriminator returns one logit per image"
+
+
+def test_interpolation_endpoints_and_norm():
+    g = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(100, generator=g), torch.randn(100, generator=g)
+    z1 = z1 / z1.norm() * z0.norm()
+    for path in (explore.lerp(z0, z1, 10), explore.slerp(z0, z1, 10)):
+        assert path.shape == (10, 100)
+        assert torch.allclose(path[0], z0, atol=1e-5) and torch.allclose(path[-1], z1, atol=1e-5)
+    norms = explore.slerp(z0, z1, 10).norm(dim=1)
+    assert torch.allclose(norms, z0.norm().expand(10), rtol=1e-4), "slerp stays on the sphere"
+    mid = explore.lerp(z0, z1, 11)[5].norm()
+    assert mid < 0.9 * z0.norm(), "the straight line cuts inside the sphere (why slerp exists)"
+    assert math.isclose(explore.slerp(z0, 2 * z0, 3)[1].norm().item(), 1.5 * z0.norm().item(), rel_tol=1e-5)

@@ -1,4 +1,6 @@
-"""Figures shared by the chapters: image grids and per-epoch curves."""
+"""Figures shared by the chapters: image grids, per-epoch curves and animation players."""
+import re
+
 import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
@@ -61,3 +63,17 @@ def plot_fid_curve(history: list, ax=None, label: str = None, reference: str = "
     ax.set_ylabel("FID")
     ax.legend(fontsize=8)
     return ax
+
+
+def animation_html(anim):
+    """A matplotlib animation as a self-contained JavaScript player, for notebooks and the book.
+
+    ``anim.to_jshtml()`` embeds every frame, so the slider works with no kernel; but it also
+    links Font Awesome (the button icons) from a CDN, which an offline page cannot load. The
+    book's theme and JupyterLab ship Font Awesome themselves, so the link is dropped.
+    Close the animation's figure (``plt.close(fig)``) so it is not drawn a second time.
+    """
+    from IPython.display import HTML
+
+    html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">', "", anim.to_jshtml())
+    return HTML(html)

@@ -1,0 +1,101 @@
+# Two commands for a newcomer:
+#   make book   set up .venv and the offline web assets, build the website, print where it is
+#   make test   unit tests, every chapter in the quick profile, the strict build, the browser test
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := book
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HTML := _build/html
+CHROMIUM := /usr/bin/chromium
+# -W: warnings are errors; -n: broken cross-references too; --keep-going: report them all.
+# --all: re-read every page, or warnings of unchanged pages would not show up again.
+BUILD_FLAGS := -W -n --keep-going --all
+
+.PHONY: book test setup web-assets build unit-tests notebooks browser-test chromium clean
+
+book: setup web-assets build
+	@echo
+	@echo "The book is built. Open this file in a browser:"
+	@echo "    $(CURDIR)/$(HTML)/index.html"
+
+test:
+	@echo "==> setup: .venv and web assets";               time $(MAKE) --no-print-directory setup web-assets
+	@echo "==> [1/4] unit tests";                         time $(MAKE) --no-print-directory unit-tests
+	@echo "==> [2/4] every chapter, quick profile (nbval)"; time $(MAKE) --no-print-directory notebooks
+	@echo "==> [3/4] strict build of the website";          time $(MAKE) --no-print-directory build
+	@echo "==> [4/4] every page in a real browser";         time $(MAKE) --no-print-directory browser-test
+	@echo "==> all tests passed"
+
+# ---- setup -------------------------------------------------------------------------
+setup: $(VENV)/.installed
+
+# Re-runs when requirements.txt or pyproject.toml change.
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+# MathJax, require.js and the widget manager, copied out of their npm packages so that the
+# pages render math and widgets with no CDN (_ext/offline_assets.py points the build at them).
+web-assets: web_assets/.installed
+
+web_assets/.installed: package.json package-lock.json
+	@if ! command -v npm >/dev/null; then \
+	  echo "!!! npm not found: the book will load MathJax and the widget manager from CDNs,"; \
+	  echo "!!! so math and widgets render only online. Install Node.js/npm for an offline book."; \
+	  exit 0; \
+	fi; \
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error; \
+	rm -rf web_assets; mkdir web_assets; \
+	cp -r node_modules/mathjax/es5 web_assets/mathjax; \
+	cp node_modules/requirejs/require.js web_assets/require.js; \
+	cp -r node_modules/@jupyter-widgets/html-manager/dist web_assets/html-manager; \
+	rm -f web_assets/html-manager/*.map; \
+	touch $@
+
+# ---- build -------------------------------------------------------------------------
+# Pages come from the outputs committed in the notebooks (execute_notebooks: "off").
+build:
+	rm -rf $(HTML)
+	$(BIN)/jupyter-book build $(BUILD_FLAGS) .
+
+# ---- tests -------------------------------------------------------------------------
+unit-tests:
+	$(BIN)/pytest tests
+
+# Runs every chapter top to bottom; --nbval-lax compares only cells marked NBVAL_CHECK_OUTPUT.
+notebooks:
+	@if compgen -G "book/*.ipynb" >/dev/null; then \
+	  BOOK_PROFILE=quick $(BIN)/pytest --nbval-lax --nbval-current-env book/; \
+	else \
+	  echo "no notebooks in book/ yet: nothing to run"; \
+	fi
+
+# Serves $(HTML) on 127.0.0.1 and loads every page in Debian's Chromium (not in `unit-tests`:
+# pyproject.toml deselects the `browser` marker unless asked for, as here).
+browser-test: chromium
+	@if [ -x $(CHROMIUM) ]; then \
+	  $(BIN)/pytest -m browser tests/browser; \
+	elif [ "$${CI:-}" = true ]; then \
+	  echo "!!! $(CHROMIUM) is missing: the browser test cannot run, and in CI it must." >&2; exit 1; \
+	else \
+	  echo; \
+	  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+	  echo "!!! BROWSER TEST SKIPPED: $(CHROMIUM) not found, and it could not be installed"; \
+	  echo "!!! (that needs root and apt-get: apt-get install chromium). Every other step ran."; \
+	  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+	  echo; \
+	fi
+
+# Debian's chromium; installed with apt-get when missing and running as root.
+chromium:
+	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+	fi
+
+clean:
+	rm -rf _build web_assets node_modules

@@ -13,7 +13,6 @@ tensors or a sampling function go straight through the network, in batches.
 Shapes: N images, C channels (1 or 3), H x W pixels, D feature dimensions
 (2048 for the final pool layer; 64, 192 or 768 for earlier blocks).
 """
-import os
 import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -29,6 +28,7 @@ from torchvision.models.inception import BasicConv2d
 from tqdm.auto import tqdm
 
 from . import data
+from .checkpoints import atomic_write
 from .paths import cache_dir
 from .profile import device as default_device
 
@@ -55,7 +55,8 @@ class FIDResult:
         return asdict(self)
 
     def __str__(self) -> str:
-        return (f"FID {self.value:.1f} ({self.n_generated:,} generated vs {self.n_reference:,} "
+        value = f"{self.value:.1f}" if self.value >= 1 else f"{self.value:.3g}"  # small-dims FIDs are tiny
+        return (f"FID {value} ({self.n_generated:,} generated vs {self.n_reference:,} "
                 f"{self.reference}, {self.dims}-d)")
 
 
@@ -196,7 +197,8 @@ def _check_input(images_or_sampler, n: int) -> int:
     return len(images)
 
 
-def features(images_or_sampler, n: int = None, dims: int = 2048, batch_size: int = 50, device=None) -> torch.Tensor:
+def features(images_or_sampler, n: int = None, dims: int = 2048, batch_size: int = 50, device=None, *,
+             progress: bool = False) -> torch.Tensor:
     """Inception features of a set of images.
 
     Args:
@@ -206,6 +208,8 @@ def features(images_or_sampler, n: int = None, dims: int = 2048, batch_size: int
         dims: 64, 192, 768 or 2048 (pool3, the standard FID features).
         batch_size: images per forward pass.
         device: where Inception runs (default: :func:`helpers.device`).
+        progress: show a progress bar (off by default: a closed widget bar would stay in a
+            saved notebook as an empty widget).
 
     Returns:
         N x D float64 tensor on the CPU.
@@ -216,7 +220,8 @@ def features(images_or_sampler, n: int = None, dims: int = 2048, batch_size: int
     net = inception(dims, device)
     target = next(net.parameters()).device
     out = []
-    with torch.inference_mode(), tqdm(total=total, desc=f"Inception {dims}-d", unit="img", leave=False) as bar:
+    with torch.inference_mode(), tqdm(total=total, desc=f"Inception {dims}-d", unit="img",
+                                       disable=not progress) as bar:
         for batch in _batches(images_or_sampler, n, batch_size):
             out.append(net(batch.to(target)).double().cpu())
             bar.update(len(batch))
@@ -288,12 +293,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 # ---------------------------------------------------------------- reference statistics
 
-def _save_atomic(path: Path, write) -> None:
-    """Write through a temporary file and rename it, so a crash never leaves half a cache file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    tmp.replace(path)
+def _save_stats(path: Path, mu: np.ndarray, sigma: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a temporary name
+        np.savez(f, mu=mu, sigma=sigma)
 
 
 def _reference_split(dataset: str, split: str, n: int, size: int):
@@ -306,16 +308,19 @@ def _reference_split(dataset: str, split: str, n: int, size: int):
 
 
 def reference_features(dataset: str, split: str, n: int = None, dims: int = 2048, size: int = None,
-                       batch_size: int = 50) -> torch.Tensor:
+                       batch_size: int = 50, *, progress: bool = False) -> torch.Tensor:
     """Inception features of the first ``n`` images of a split (all when None): N x D float64,
-    computed once and cached on disk (float32, exactly what the network outputs)."""
+    computed once and cached on disk (float32, exactly what the network outputs). The cache key
+    is the one of :func:`reference_statistics`; ``progress`` shows a bar while computing."""
     _check_dims(dims)
     split_images, key = _reference_split(dataset, split, n, size)
     path = cache_dir("fid") / f"features-{key}-{dims}d.pt"
     if path.exists():
         return torch.load(path, weights_only=True).double()
-    feats = features(split_images.images, dims=dims, batch_size=batch_size)
-    _save_atomic(path, lambda f: torch.save(feats.float(), f))
+    print(f"[fid] computing {dims}-d Inception features of {len(split_images):,} {split_images.name} images "
+          f"(once; cached in {path.parent})", flush=True)
+    feats = features(split_images.images, dims=dims, batch_size=batch_size, progress=progress)
+    atomic_write(path, lambda tmp: torch.save(feats.float(), tmp))
     return feats
 
 
@@ -326,7 +331,7 @@ def _reference(dataset: str, split: str, n: int, dims: int, size: int) -> tuple:
     path = cache_dir("fid") / f"stats-{key}-{dims}d.npz"
     if not path.exists():
         mu, sigma = statistics(reference_features(dataset, split, n, dims, size))
-        _save_atomic(path, lambda f: np.savez(f, mu=mu, sigma=sigma))
+        atomic_write(path, lambda tmp: _save_stats(tmp, mu, sigma))
     with np.load(path) as stats:
         return stats["mu"], stats["sigma"], len(split_images), split_images.name
 

@@ -1,5 +1,6 @@
 """``results/<name>.json``: the numbers a full-profile run reports, read by the Results chapter."""
 import json
+import os
 import platform
 
 import torch
@@ -10,9 +11,13 @@ from .profile import PROFILE, device
 
 
 def hardware() -> str:
-    """A short description of where the run happened, e.g. '2-core CPU, torch 2.14.1'."""
+    """A short description of where the run happened, e.g. '2-core CPU (2 threads) (x86_64), torch 2.14.1'."""
     dev = device()
-    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()}-core CPU"
+    if dev.type == "cuda":
+        where = torch.cuda.get_device_name(dev)
+    else:
+        threads = torch.get_num_threads()
+        where = f"{os.cpu_count()}-core CPU ({threads} thread{'s' if threads > 1 else ''})"
     return f"{where} ({platform.machine()}), torch {torch.__version__.split('+')[0]}"
 
 

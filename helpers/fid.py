@@ -276,7 +276,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     These equal the eigenvalues of the symmetric positive semi-definite matrix
     sigma1^{1/2} sigma2 sigma1^{1/2} (the two matrices are similar), which a symmetric
     eigensolver returns as real numbers >= 0 up to round-off: no complex parts, no failure when
-    singular, and about twice as fast as ``sqrtm`` at D = 2048.
+    singular, and faster than ``sqrtm`` (2-5x at D = 2048 on a 2-core CPU).
     """
     mu1, mu2 = _as_numpy(mu1, "mu1", 1), _as_numpy(mu2, "mu2", 1)
     sigma1, sigma2 = _as_numpy(sigma1, "sigma1", 2), _as_numpy(sigma2, "sigma2", 2)

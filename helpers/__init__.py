@@ -5,6 +5,14 @@ Modules, one concept each:
 - ``profile``: the ``BOOK_PROFILE`` switch (quick | full), the device and the run banner
 - ``paths``: where data, caches, checkpoints and results live
 - ``data``: MNIST and Imagenette as in-memory uint8 tensors with the report's splits
+- ``losses``: ELBO terms (closed-form and Monte Carlo KL, Bernoulli likelihood), GAN losses on logits
+- ``models``: priors with ``sample``/``log_prob``, the report's MLP VAE and MLP GAN
+- ``objectives``: one training step per model family (VAE, GAN) and the registry of trainable models
+- ``checkpoints``: run folders keyed by configuration, atomic checkpoint writes
+- ``train``: the one training loop (progress, resume, divergence guard, torchrun/DDP) and its CLI
+- ``fid``: the Fréchet Inception Distance in memory, with cached reference statistics
+- ``results``: ``results/<name>.json`` of full-profile runs
+- ``plots``, ``explore``, ``source``: figures, latent interpolation, showing the book's code in a chapter
 """
 from .profile import PROFILE, banner, device, pick
 

@@ -61,6 +61,29 @@ def test_gan_trains_both_players_through_the_same_loop():
     assert {"train_d_loss", "train_g_loss", "val_d_loss", "val_d_real", "val_d_fake"} <= set(run.history[0])
 
 
+def test_stopped_gan_resumes_both_players_and_both_optimizers_exactly(monkeypatch, tmp_path):
+    config = small("mnist-gan-minimax", epochs=2)
+    steps = SMALL["train_limit"] // SMALL["batch_size"]
+    real_step, calls = objectives.GANObjective.train_step, []
+
+    def stop_in_epoch_2(self, x):
+        calls.append(1)
+        if len(calls) == steps + 3:
+            raise KeyboardInterrupt
+        return real_step(self, x)
+
+    monkeypatch.setattr(objectives.GANObjective, "train_step", stop_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(config, progress=False)
+    monkeypatch.setattr(objectives.GANObjective, "train_step", real_step)
+    resumed = train.run(config, progress=False)
+    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "uninterrupted"))
+    uninterrupted = train.run(config, progress=False)
+    assert resumed.history == uninterrupted.history
+    assert torch.equal(params(resumed.model), params(uninterrupted.model)), \
+        "a resumed GAN must continue with the saved generator, discriminator and both Adam states"
+
+
 def test_finished_checkpoint_is_loaded_without_training(monkeypatch):
     first = train.run(small(), progress=False)
 

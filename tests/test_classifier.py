@@ -1,0 +1,85 @@
+"""The MNIST classifier that judges generated digits: its metrics, its training and its cache."""
+import pytest
+import torch
+from torch import distributions as dist
+
+from helpers import classifier, data
+
+QUICK = classifier.ClassifierConfig(epochs=2, train_limit=2_000, val_limit=500)
+
+
+@pytest.fixture(autouse=True)
+def own_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "checkpoints"))
+
+
+def one_hot(labels, k=10):
+    return torch.nn.functional.one_hot(torch.as_tensor(labels), k).float()
+
+
+def test_score_is_k_for_confident_balanced_labels_and_1_for_one_class():
+    assert classifier.classifier_score(one_hot(list(range(10)) * 5)) == pytest.approx(10.0)
+    assert classifier.classifier_score(one_hot([3] * 50)) == pytest.approx(1.0), "mode collapse scores 1"
+    assert classifier.classifier_score(torch.full((50, 10), 0.1)) == pytest.approx(1.0), \
+        "unrecognisable images (uniform p(y|x)) score 1 however diverse they are"
+    assert classifier.classifier_score(one_hot([0, 1] * 25)) == pytest.approx(2.0), "two modes score 2"
+
+
+def test_score_is_exp_of_marginal_entropy_minus_mean_conditional_entropy():
+    probs = torch.randn(200, 10, generator=torch.Generator().manual_seed(0)).mul(2).softmax(-1).double()
+    marginal = dist.Categorical(probs=probs.mean(0)).entropy()
+    conditional = dist.Categorical(probs=probs).entropy().mean()
+    assert classifier.classifier_score(probs) == pytest.approx((marginal - conditional).exp().item(), rel=1e-9)
+
+
+def test_class_counts_count_the_most_probable_label():
+    probs = one_hot([2, 2, 7, 0]) * 0.6 + 0.04
+    counts = classifier.class_counts(probs)
+    assert counts.tolist() == [1, 0, 2, 0, 0, 0, 0, 1, 0, 0]
+
+
+def test_predict_refuses_images_of_the_wrong_shape():
+    with pytest.raises(ValueError, match="N x 1 x 32 x 32"):
+        classifier.predict(classifier.mnist_classifier(), torch.zeros(4, 3, 32, 32))
+
+
+def test_bad_configuration_fails_before_training():
+    with pytest.raises(ValueError, match="epochs=0"):
+        classifier.load(classifier.ClassifierConfig(epochs=0))
+
+
+def test_trained_classifier_beats_chance_and_reads_uint8_and_float_alike():
+    net = classifier.load(QUICK, progress=False)
+    val = data.load("mnist", "val", limit=1_000)
+    assert classifier.accuracy(net, val) > 0.7, "2 epochs on 2,000 digits must classify far above chance (0.1)"
+    assert [r["epoch"] for r in net.history] == [1, 2]
+    assert torch.allclose(classifier.predict(net, val.images[:50]), classifier.predict(net, val.float()[:50]))
+
+
+def test_cached_classifier_is_loaded_without_training(monkeypatch):
+    trained = classifier.load(QUICK, progress=False)
+    monkeypatch.setattr(classifier, "_train_epoch", lambda *a: pytest.fail("a finished classifier was retrained"))
+    loaded = classifier.load(QUICK, progress=False)
+    for a, b in zip(trained.parameters(), loaded.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_stopped_training_resumes_and_matches_an_uninterrupted_run(monkeypatch, tmp_path):
+    real_epoch = classifier._train_epoch
+
+    def stop_in_epoch_2(net, optimizer, train, config, epoch, *rest):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        real_epoch(net, optimizer, train, config, epoch, *rest)
+
+    monkeypatch.setattr(classifier, "_train_epoch", stop_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        classifier.load(QUICK, progress=False)
+    monkeypatch.setattr(classifier, "_train_epoch", real_epoch)
+    resumed = classifier.load(QUICK, progress=False)
+
+    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "uninterrupted"))
+    uninterrupted = classifier.load(QUICK, progress=False)
+    assert resumed.history == uninterrupted.history
+    for a, b in zip(resumed.parameters(), uninterrupted.parameters()):
+        assert torch.equal(a, b), "resuming from the epoch-1 checkpoint must replay epoch 2 exactly"

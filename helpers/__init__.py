@@ -11,6 +11,7 @@ Modules, one concept each:
 - ``checkpoints``: run folders keyed by configuration, atomic checkpoint writes
 - ``train``: the one training loop (progress, resume, divergence guard, torchrun/DDP) and its CLI
 - ``fid``: the Fréchet Inception Distance in memory, with cached reference statistics
+- ``classifier``: a small MNIST digit classifier, trained once and cached, to judge generated digits
 - ``results``: ``results/<name>.json`` of full-profile runs
 - ``plots``, ``explore``, ``source``: figures, latent interpolation, showing the book's code in a chapter
 """

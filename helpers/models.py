@@ -102,9 +102,16 @@ class MLPDiscriminator(nn.Module):
     that x is real. A single logit, D = sigmoid(logit), is what the GAN objective needs.
     """
 
-    def __init__(self, pixels: int = 1024):
+    def __init__(self, pixels: int = 1024, spectral_norm: bool = False):
         super().__init__()
         self.net = nn.Sequential(mlp([pixels, 1024, 512, 256], leaky_relu), leaky_relu(), nn.Linear(256, 1))
+        if spectral_norm:
+            # Divide every weight matrix by its largest singular value (Miyato et al., 2018): D becomes
+            # 1-Lipschitz, so it cannot grow arbitrarily confident; not in the report.
+            for layer in self.net.modules():
+                for name, child in layer.named_children():
+                    if isinstance(child, nn.Linear):
+                        setattr(layer, name, nn.utils.parametrizations.spectral_norm(child))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: N x C x H x W in [0, 1] -> logits N."""
@@ -200,6 +207,7 @@ class GAN(nn.Module):
         return self.generate(z)
 
 
-def mnist_gan(latent_dim: int = 100) -> GAN:
-    """The report's MNIST GAN (eqs. 3.3-3.4) with a single-logit discriminator."""
-    return GAN(MLPDecoder(latent_dim), MLPDiscriminator(), latent_dim)
+def mnist_gan(latent_dim: int = 100, spectral_norm: bool = False) -> GAN:
+    """The report's MNIST GAN (eqs. 3.3-3.4) with a single-logit discriminator;
+    ``spectral_norm`` normalizes the discriminator's layers (not in the report)."""
+    return GAN(MLPDecoder(latent_dim), MLPDiscriminator(spectral_norm=spectral_norm), latent_dim)

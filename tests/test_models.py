@@ -87,3 +87,28 @@ def test_interpolation_endpoints_and_norm():
     mid = explore.lerp(z0, z1, 11)[5].norm()
     assert mid < 0.9 * z0.norm(), "the straight line cuts inside the sphere (why slerp exists)"
     assert math.isclose(explore.slerp(z0, 2 * z0, 3)[1].norm().item(), 1.5 * z0.norm().item(), rel_tol=1e-5)
+
+
+def test_spectral_norm_makes_the_discriminator_1_lipschitz():
+    torch.manual_seed(0)
+    normalized = models.MLPDiscriminator(spectral_norm=True)
+    normalized.train()
+    with torch.no_grad():
+        for _ in range(300):  # each training-mode forward runs one power iteration per layer
+            normalized(torch.rand(2, 1, 32, 32))
+    normalized.eval()
+    layers = [m for m in normalized.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(layers) == 4, "every linear layer of D is normalized"
+    for layer in layers:
+        assert abs(torch.linalg.matrix_norm(layer.weight, ord=2).item() - 1) < 0.01, \
+            "each effective weight matrix has largest singular value 1"
+    x, y = torch.rand(64, 1, 32, 32), torch.rand(64, 1, 32, 32)
+    with torch.no_grad():
+        change = (normalized(x) - normalized(y)).abs()
+        distance = (x - y).flatten(1).norm(dim=1)
+        # 1.05: room for the power iteration's estimate of each of the four norms (1 % each)
+        assert (change <= distance * 1.05).all(), "|t(x) - t(y)| <= ||x - y|| for a 1-Lipschitz logit"
+        before = normalized(x)
+        for layer in layers:  # training makes weights grow; the normalized D must not notice
+            layer.parametrizations.weight.original.mul_(10)
+        assert torch.allclose(normalized(x), before, rtol=1e-4, atol=1e-6), "W / sigma(W) ignores the scale of W"

@@ -1,4 +1,5 @@
 """Figures shared by the chapters: image grids, per-epoch curves and animation players."""
+import math
 import re
 
 import matplotlib.pyplot as plt
@@ -49,6 +50,19 @@ def plot_history(history: list, terms: list, ax=None, title: str = None, ylabel:
     ax.set_title(title or "")
     ax.legend(fontsize=8)
     return ax
+
+
+def plot_gan_history(history: list, name: str):
+    """A GAN run in one row: discriminator loss (with log 4, its value at equilibrium), the generator's
+    own loss, and the mean verdicts D(x) and D(G(z)) on a log scale. Returns the three axes."""
+    _, axes = plt.subplots(1, 3, figsize=(15, 3.3))
+    plot_history(history, ["d_loss"], ax=axes[0], title=f"{name}: discriminator loss", ylabel="nats")
+    axes[0].axhline(math.log(4), color="grey", lw=0.8, ls=":")
+    plot_history(history, ["g_loss"], ax=axes[1], title=f"{name}: generator loss", ylabel="nats")
+    plot_history(history, ["d_real", "d_fake"], ax=axes[2], title=f"{name}: mean D(x) and D(G(z))", ylabel="mean D")
+    axes[2].set_yscale("log")
+    plt.tight_layout()
+    return axes
 
 
 def plot_fid_curve(history: list, ax=None, label: str = None, reference: str = "test"):

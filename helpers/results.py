@@ -31,6 +31,8 @@ def record(name: str, run, *, dataset: str, image_size: int, fid=None, **fields)
     result = {
         "model": name, "dataset": dataset, "image_size": image_size, "profile": PROFILE,
         "epochs": len(run.history), "train_seconds": round(run.train_seconds, 1), "hardware": hardware(),
+        # threads per training process, epoch by epoch (hardware() describes the process that records)
+        "train_threads": sorted({t["threads"] for t in run.timings if "threads" in t}) or None,
         "params": sum(p.numel() for p in run.model.parameters()),
         "fid": fid.as_dict() if fid is not None else None,
         "fid_curve": [[r["epoch"], r["fid"], r["fid_n"]] for r in run.history if "fid" in r],

@@ -278,7 +278,7 @@ def _one_epoch(objective, config, spec, train_images, val_images, epoch, folder,
         barrier()
     seconds = time.perf_counter() - start
     timing = {"epoch": epoch, "seconds": seconds, "train_seconds": train_seconds, "fid_seconds": fid_seconds,
-              "images_per_second": count * world_size / train_seconds}
+              "images_per_second": count * world_size / train_seconds, "threads": torch.get_num_threads()}
     return record, timing
 
 

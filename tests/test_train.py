@@ -48,7 +48,7 @@ def test_losses_go_down_and_history_has_every_term():
     for term in ("loss", "rec", "kl"):
         assert all(f"train_{term}" in r and f"val_{term}" in r for r in run.history)
     assert run.history[-1]["train_loss"] < run.history[0]["train_loss"], "3 epochs of Adam should lower the loss"
-    assert all(t["images_per_second"] > 0 for t in run.timings)
+    assert all(t["images_per_second"] > 0 and t["threads"] == torch.get_num_threads() for t in run.timings)
 
 
 def test_gan_trains_both_players_through_the_same_loop():

@@ -101,6 +101,14 @@ class Run:
         """Wall time of all epochs, training, evaluation and FID included."""
         return sum(t["seconds"] for t in self.timings)
 
+    def timing_summary(self) -> str:
+        """One line for a chapter: epochs, total minutes (steps and FID) and the median images/s."""
+        minutes = {key: sum(t[key] for t in self.timings) / 60 for key in ("train_seconds", "fid_seconds")}
+        median = sorted(t["images_per_second"] for t in self.timings)[len(self.timings) // 2]
+        return (f"{len(self.timings)} epochs, {self.train_seconds / 60:.1f} min in total "
+                f"({minutes['train_seconds']:.1f} min of training steps, {minutes['fid_seconds']:.1f} min of FID), "
+                f"median {median:,.0f} images/s")
+
 
 # ---------------------------------------------------------------- randomness and batches
 

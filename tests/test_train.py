@@ -192,3 +192,11 @@ def test_torchrun_two_processes_end_with_identical_parameters(tmp_path):
     assert torch.equal(rank0["params"], rank1["params"]), "DDP must keep the replicas identical"
     assert len(rank0["history"]) == 2 and rank0["history"] == rank1["history"]
     assert len(list((tmp_path / "ddp").glob("*/checkpoint.pt"))) == 1, "only rank 0 writes the checkpoint"
+
+
+def test_timing_summary_adds_minutes_and_takes_the_median_speed():
+    timings = [{"seconds": 60.0, "train_seconds": 48.0, "fid_seconds": 6.0, "images_per_second": s}
+               for s in (1000.0, 3000.0, 2000.0)]
+    run = train.Run(config=None, objective=None, history=[], timings=timings, folder=None)
+    assert run.timing_summary() == ("3 epochs, 3.0 min in total (2.4 min of training steps, 0.3 min of FID), "
+                                    "median 2,000 images/s")

@@ -177,9 +177,11 @@ class VAE(nn.Module):
         return self.encoder(x)[0]
 
 
-def mnist_vae(latent_dim: int = 100) -> VAE:
-    """The report's MNIST VAE (eq. 3.1) with a standard Gaussian prior."""
-    return VAE(MLPEncoder(latent_dim), MLPDecoder(latent_dim), StandardNormalPrior(latent_dim))
+def mnist_vae(latent_dim: int = 100, prior: nn.Module = None) -> VAE:
+    """The report's MNIST VAE (eq. 3.1) with a standard Gaussian prior, or with ``prior``
+    (anything with ``sample`` and ``log_prob``, e.g. :class:`helpers.flows.RealNVPPrior`)."""
+    prior = StandardNormalPrior(latent_dim) if prior is None else prior
+    return VAE(MLPEncoder(latent_dim), MLPDecoder(latent_dim), prior)
 
 
 # ---------------------------------------------------------------- the GAN

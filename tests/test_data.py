@@ -1,5 +1,7 @@
 """helpers.data: the report's splits, torchvision's real readers on files the tests write,
-the offline error, and the synthetic stand-in."""
+the checks on damaged files, the offline error, and the synthetic stand-in."""
+import hashlib
+import shutil
 from urllib.error import URLError
 
 import numpy as np
@@ -9,6 +11,15 @@ from PIL import Image
 
 from helpers import data, profile
 
+CACHED = ("_imagenette_files", "_load_real", "_md5")
+
+
+def forget_loads():
+    """What a new kernel would start with: no dataset located, checked or loaded yet."""
+    data._SOURCES.clear()
+    for name in CACHED:
+        getattr(data, name).cache_clear()
+
 
 @pytest.fixture
 def fresh_data(monkeypatch, tmp_path):
@@ -17,8 +28,7 @@ def fresh_data(monkeypatch, tmp_path):
     monkeypatch.setenv("DGM_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("DGM_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(data, "_SOURCES", {})
-    for cached in (data._torchvision_dataset, data._load_real):
-        cached.cache_clear()
+    forget_loads()
 
     def offline(url, *args, **kwargs):
         raise URLError("no network in this test")
@@ -26,35 +36,10 @@ def fresh_data(monkeypatch, tmp_path):
     monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
     monkeypatch.setattr("torchvision.datasets.imagenette.download_and_extract_archive", offline)
     yield tmp_path / "data"
-    for cached in (data._torchvision_dataset, data._load_real):
-        cached.cache_clear()
+    forget_loads()
 
 
-# ---------------------------------------------------------------- split indices
-
-@pytest.mark.parametrize("dataset, sizes", [("mnist", data.MNIST_SIZES), ("imagenette", data.IMAGENETTE_SIZES)])
-def test_splits_have_the_reports_sizes_are_disjoint_and_deterministic(dataset, sizes):
-    drawn = {split: data.split_indices(dataset, split) for split in data.SPLITS}
-    for split, (official, idx) in drawn.items():
-        assert len(idx) == sizes[split], f"{dataset}/{split} must have {sizes[split]} images like the report"
-        assert idx.unique().numel() == len(idx), "no image twice in a split"
-        assert torch.equal(idx, data.split_indices(dataset, split)[1]), "splits must not change between calls"
-        assert idx.max() < data.OFFICIAL_COUNTS[(dataset, official)]
-    train, val = set(drawn["train"][1].tolist()), set(drawn["val"][1].tolist())
-    assert not train & val, "train and validation come from the same official file and must not overlap"
-    assert drawn["test"][0] != drawn["train"][0], "the test split comes from the official held-out data"
-
-
-def test_mnist_validation_is_the_end_of_the_official_training_file():
-    assert data.split_indices("mnist", "val")[1].tolist() == list(range(50_000, 60_000))
-
-
-def test_incomplete_official_folder_is_reported():
-    with pytest.raises(data.DataNotFoundError, match="holds 100 images"):
-        data.split_indices("imagenette", "train", n_official=100)
-
-
-# ---------------------------------------------------------------- real readers on written files
+# ---------------------------------------------------------------- files the tests write
 
 def write_idx(path, array: np.ndarray) -> None:
     """An IDX file as in the MNIST distribution: magic (0, 0, 0x08 = uint8, ndim), big-endian dims, data."""
@@ -62,48 +47,222 @@ def write_idx(path, array: np.ndarray) -> None:
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-def test_mnist_loads_from_idx_files_padded_to_32(fresh_data, monkeypatch):
+@pytest.fixture
+def mnist_files(fresh_data, monkeypatch):
+    """A 60 + 10 digit MNIST in DGM_DATA/MNIST/raw (image i carries i in its first pixel, label i % 10),
+    split 50 / 10 / 10, with these files' MD5s as the published ones."""
     monkeypatch.setattr(data, "MNIST_SIZES", {"train": 50, "val": 10, "test": 10})
     raw = fresh_data / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for prefix, n in (("train", 60), ("t10k", 10)):
         images = np.zeros((n, 28, 28), np.uint8)
-        images[:, 0, 0] = np.arange(n)          # image i carries its index in its first pixel
+        images[:, 0, 0] = np.arange(n)
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    monkeypatch.setattr(data, "MNIST_MD5", {name: hashlib.md5((raw / name).read_bytes()).hexdigest()
+                                            for name in data.MNIST_MD5})
+    return raw
+
+
+def grey_of(label: int) -> int:
+    """The grey level the written Imagenette images of class ``label`` have."""
+    return 20 + 20 * label
+
+
+def write_jpeg(path, grey: int, mode: str = "RGB") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, (20, 16), grey if mode == "L" else (grey,) * 3).save(path)
+
+
+@pytest.fixture
+def imagenette_files(fresh_data, monkeypatch):
+    """An Imagenette with all 10 class folders, 4 images each in ``train`` and 2 in ``val`` (the
+    first of each class grayscale, as some real ones are), split 24 / 8 / 12; returns its root."""
+    monkeypatch.setattr(data, "IMAGENETTE_SIZES", {"train": 24, "val": 8, "test": 12})
+    monkeypatch.setattr(data, "OFFICIAL_COUNTS", {**data.OFFICIAL_COUNTS, ("imagenette", "train"): 40,
+                                                  ("imagenette", "val"): 20})
+    root = fresh_data / data.IMAGENETTE_FOLDER
+    for official, per_class in (("train", 4), ("val", 2)):
+        for label, wnid in enumerate(data.IMAGENETTE_CLASSES):
+            for i in range(per_class):
+                write_jpeg(root / official / wnid / f"{wnid}_{i}.JPEG", grey_of(label), "L" if i == 0 else "RGB")
+    return root
+
+
+def add_image(root, monkeypatch, official="train", wnid="n03445777", name="extra.JPEG"):
+    """One more JPEG in an official folder, and the published count raised to match it."""
+    write_jpeg(root / official / wnid / name, grey_of(list(data.IMAGENETTE_CLASSES).index(wnid)))
+    key = ("imagenette", official)
+    monkeypatch.setattr(data, "OFFICIAL_COUNTS", {**data.OFFICIAL_COUNTS, key: data.OFFICIAL_COUNTS[key] + 1})
+
+
+def membership() -> dict:
+    """{file: split} of the official train folder's images in train and val, as a new kernel loads them."""
+    forget_loads()
+    return {file: split for split in ("train", "val") for file in data.load("imagenette", split, size=8).files}
+
+
+# ---------------------------------------------------------------- MNIST
+
+def test_mnist_splits_are_the_reports_and_never_change():
+    """Trained models and published numbers rest on these exact digits."""
+    for split, official, first in (("train", "train", 0), ("val", "train", 50_000), ("test", "test", 0)):
+        got_official, idx = data.split_indices("mnist", split)
+        assert got_official == official
+        assert idx.tolist() == list(range(first, first + data.MNIST_SIZES[split])), f"mnist/{split} moved"
+
+
+def test_mnist_loads_from_idx_files_padded_to_32(mnist_files):
     val = data.load("mnist", "val")
     assert val.images.shape == (10, 1, 32, 32) and val.images.dtype == torch.uint8
     assert val.images[:, 0, 2, 2].tolist() == list(range(50, 60)), "val must be items 50.. of the training file"
     assert val.images[:, :, :2].sum() == 0 and val.images[:, :, :, -2:].sum() == 0, "a 2-pixel zero border"
     assert val.labels.tolist() == [i % 10 for i in range(50, 60)]
+    assert val.files[0] == "train-images-idx3-ubyte[50]"
     assert 0.0 <= val.float().min() and val.float().max() <= 1.0
     assert data.source("mnist") == "real"
 
 
-def test_imagenette_loads_rgb_squares_from_a_jpeg_folder(fresh_data, monkeypatch):
-    monkeypatch.setattr(data, "IMAGENETTE_SIZES", {"train": 6, "val": 2, "test": 3})
-    monkeypatch.setattr(data, "OFFICIAL_COUNTS", {**data.OFFICIAL_COUNTS, ("imagenette", "train"): 8,
-                                                  ("imagenette", "val"): 4})
-    wnids = ["n01440764", "n02102040"]  # tench, English springer
-    for folder, per_class in (("train", 4), ("val", 2)):
-        for c, wnid in enumerate(wnids):
-            (fresh_data / "imagenette2-160" / folder / wnid).mkdir(parents=True)
-            for i in range(per_class):
-                mode = "L" if i == 0 else "RGB"  # Imagenette has some grayscale photos
-                grey = 60 + 100 * c
-                Image.new(mode, (200, 160), grey if mode == "L" else (grey,) * 3).save(fresh_data / "imagenette2-160" / folder / wnid / f"{i}.JPEG")
-    train = data.load("imagenette", "train", size=32)
-    assert train.images.shape == (6, 3, 32, 32) and train.images.dtype == torch.uint8
+def flip_one_byte(path):
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def cut_in_half(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", [flip_one_byte, cut_in_half])
+@pytest.mark.parametrize("profile_name", ["quick", "full"])
+def test_a_damaged_mnist_file_is_named_in_every_profile(mnist_files, monkeypatch, damage, profile_name):
+    """A damaged file is on disk: it must neither pass as real data, nor be reported as missing,
+    nor turn into the synthetic stand-in."""
+    monkeypatch.setattr(data, "PROFILE", profile_name)
+    damage(mnist_files / "train-images-idx3-ubyte")
+    with pytest.raises(data.BadDataError) as err:
+        data.load("mnist", "test")
+    message = str(err.value)
+    assert str(mnist_files / "train-images-idx3-ubyte") in message, message
+    assert "MD5" in message and "replace it" in message, message
+    assert "not on disk" not in message
+
+
+def test_a_file_changed_after_loading_is_checked_again(mnist_files):
+    data.load("mnist", "val")
+    data._load_real.cache_clear()
+    flip_one_byte(mnist_files / "t10k-labels-idx1-ubyte")
+    with pytest.raises(data.BadDataError, match="t10k-labels-idx1-ubyte"):
+        data.load("mnist", "test")
+
+
+def test_an_incomplete_mnist_folder_names_the_missing_file(mnist_files, monkeypatch):
+    monkeypatch.setattr(data, "PROFILE", "quick")
+    (mnist_files / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(data.BadDataError, match="incomplete: t10k-labels-idx1-ubyte missing"):
+        data.load("mnist", "train")
+
+
+# ---------------------------------------------------------------- Imagenette
+
+def test_hash_order_places_each_name_by_the_name_alone():
+    names = [f"n{c:08d}/{c}_{i}.JPEG" for c in range(10) for i in range(30)]
+    ordered = [names[i] for i in data.hash_order(names)]
+    assert len({name.split("/")[0] for name in ordered[:30]}) > 5, "a shuffle, not the listing's class blocks"
+    backwards = names[::-1]
+    assert [backwards[i] for i in data.hash_order(backwards)] == ordered, "the listing order must not matter"
+    fewer = names[:17] + names[18:]
+    assert [fewer[i] for i in data.hash_order(fewer)] == [name for name in ordered if name != names[17]], \
+        "removing a file must leave the others in the same order"
+
+
+def test_imagenette_loads_rgb_squares_with_labels_from_the_class_folders(imagenette_files):
+    train = data.load("imagenette", "train", size=8)
+    assert train.images.shape == (24, 3, 8, 8) and train.images.dtype == torch.uint8
     assert train.classes[:2] == ["tench", "English springer"]
     brightness = train.images.float().mean((1, 2, 3))
-    assert torch.allclose(brightness, 60 + 100 * train.labels.float(), atol=3), "labels must follow the folders"
-    test = data.load("imagenette", "test", size=32)
-    assert len(test) == 3 and test.name == "imagenette/test"
-    cached = list((fresh_data.parent / "cache" / "imagenette").glob("*.pt"))
-    assert sorted(p.name for p in cached) == ["train-32px.pt", "val-32px.pt"], "decoded folders are cached on disk"
+    expected = torch.tensor([grey_of(label) for label in train.labels.tolist()], dtype=torch.float)
+    assert torch.allclose(brightness, expected, atol=3), "labels must follow the folders"
+    folders = [file.split("/")[1] for file in train.files]
+    assert [list(data.IMAGENETTE_CLASSES).index(wnid) for wnid in folders] == train.labels.tolist()
+    assert len(set(train.labels.tolist())) > 5, "the split is a shuffle, not the first classes in the listing"
+    test = data.load("imagenette", "test", size=8)
+    assert len(test) == 12 and test.name == "imagenette/test"
+    assert all(file.startswith("val/") for file in test.files), "the test split comes from the official val folder"
 
 
-# ---------------------------------------------------------------- missing data
+def test_imagenette_splits_are_disjoint_and_the_same_in_every_kernel(imagenette_files):
+    first = {split: data.load("imagenette", split, size=8).files for split in data.SPLITS}
+    assert {split: len(files) for split, files in first.items()} == data.IMAGENETTE_SIZES
+    assert not set(first["train"]) & set(first["val"]), "train and validation must not share an image"
+    forget_loads()
+    assert {split: data.load("imagenette", split, size=8).files for split in data.SPLITS} == first
+
+
+def test_one_more_image_keeps_every_other_image_in_its_split(imagenette_files, monkeypatch):
+    """Only the images at the edge of a split may move, one per edge; a shuffle of the whole
+    listing would move most of them."""
+    before = membership()
+    add_image(imagenette_files, monkeypatch)
+    after = membership()
+    moved = {file for file in before if after.get(file) != before[file]}
+    assert len(moved) <= 2, f"{len(moved)} of {len(before)} images changed split: {sorted(moved)}"
+
+
+@pytest.mark.parametrize("profile_name", ["quick", "full"])
+def test_a_missing_class_folder_is_named_before_loading(imagenette_files, monkeypatch, profile_name):
+    """With a class gone a model would silently learn 9 classes, from a split drawn out of other images."""
+    monkeypatch.setattr(data, "PROFILE", profile_name)
+    shutil.rmtree(imagenette_files / "val" / "n02102040")
+    with pytest.raises(data.BadDataError) as err:
+        data.load("imagenette", "train", size=8)
+    message = str(err.value)
+    assert str(imagenette_files / "val") in message and "missing: n02102040" in message, message
+    assert "delete it to let torchvision download it again" in message
+
+
+def test_an_unexpected_image_count_is_named(imagenette_files):
+    write_jpeg(imagenette_files / "train" / "n01440764" / "stray.JPEG", 0)
+    with pytest.raises(data.BadDataError) as err:
+        data.split_indices("imagenette", "val")
+    message = str(err.value)
+    assert str(imagenette_files / "train") in message, message
+    assert "holds 41 JPEG images" in message and "has 40" in message, message
+
+
+def test_a_truncated_jpeg_is_named(imagenette_files):
+    broken = imagenette_files / "train" / "n03000684" / "n03000684_1.JPEG"
+    broken.write_bytes(broken.read_bytes()[:200])
+    with pytest.raises(data.BadDataError) as err:
+        data.load("imagenette", "val", size=8)
+    assert str(broken) in str(err.value) and "replace it with a good copy" in str(err.value)
+
+
+def test_the_decoded_cache_follows_the_source_files(imagenette_files, monkeypatch, tmp_path):
+    """A cached folder is reused for the same files, and never for other ones under the same names."""
+    decoded = []
+    decode = data.decode_square
+    monkeypatch.setattr(data, "decode_square", lambda path, size: decoded.append(path) or decode(path, size))
+    before = data.load("imagenette", "train", size=8)
+    assert len(decoded) == 40, "the whole official folder is decoded once"
+    forget_loads()
+    assert torch.equal(data.load("imagenette", "train", size=8).images, before.images)
+    assert len(decoded) == 40, "the second kernel must read the cache, not decode again"
+
+    other = tmp_path / "other"  # the same file names, every image 10 grey levels brighter
+    shutil.copytree(imagenette_files, other / data.IMAGENETTE_FOLDER)
+    for path in (other / data.IMAGENETTE_FOLDER).glob("*/*/*.JPEG"):
+        with Image.open(path) as image:
+            grey = image.convert("L").getpixel((0, 0))
+        write_jpeg(path, grey + 10)
+    monkeypatch.setenv("DGM_DATA", str(other))
+    forget_loads()
+    after = data.load("imagenette", "train", size=8)
+    assert after.files == before.files
+    assert torch.allclose(after.images.float() - before.images.float(), torch.tensor(10.0), atol=3)
+
+
+# ---------------------------------------------------------------- absent data
 
 def test_offline_and_missing_gives_a_clear_error(fresh_data, monkeypatch):
     monkeypatch.setattr(data, "PROFILE", "full")
@@ -115,13 +274,25 @@ def test_offline_and_missing_gives_a_clear_error(fresh_data, monkeypatch):
     assert "could not be downloaded" in message
 
 
+@pytest.mark.parametrize("dataset", data.DATASETS)
+def test_a_failed_download_leaves_the_data_folder_as_it_was(fresh_data, monkeypatch, dataset):
+    """The data root may be a read-only or shared folder: a failed load writes nothing there."""
+    monkeypatch.setattr(data, "PROFILE", "full")
+    fresh_data.mkdir()
+    with pytest.raises(data.DataNotFoundError):
+        data.source(dataset)
+    assert list(fresh_data.iterdir()) == []
+
+
 def test_quick_profile_falls_back_to_synthetic_data_and_says_so(fresh_data, monkeypatch, capsys):
     monkeypatch.setattr(data, "PROFILE", "quick")
     split = data.load("imagenette", "val", size=16, limit=40)
     assert split.images.shape == (40, 3, 16, 16) and split.images.dtype == torch.uint8
-    assert "synthetic" in split.name
+    assert "synthetic" in split.name and len(split.files) == 40
     assert "data=synthetic" in profile.banner("imagenette")
+    assert "real data unavailable" in capsys.readouterr().out
     assert len(set(split.labels.tolist())) > 1
+    assert not fresh_data.exists(), "falling back must not create the data folder"
 
 
 def test_synthetic_classes_differ():

@@ -41,6 +41,44 @@ class StandardNormalPrior(nn.Module):
         return losses.kl_standard_normal(mu, logvar)
 
 
+class GaussianMixturePrior(nn.Module):
+    """p(z) = sum_k pi_k N(z; m_k, S_k), a mixture with full covariances.
+
+    Used as an *ex-post* prior (Ghosh et al., 2020): fitted after training to the posterior
+    means of the training images, then used only to draw latent codes for the decoder.
+    """
+
+    def __init__(self, weights: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor):
+        """weights: K, means: K x D, covariances: K x D x D."""
+        super().__init__()
+        self.register_buffer("weights", weights)
+        self.register_buffer("means", means)
+        self.register_buffer("scale_tril", torch.linalg.cholesky(covariances))
+        self.dim = means.shape[1]
+
+    @classmethod
+    def fit(cls, codes: torch.Tensor, components: int = 10, seed: int = 0) -> "GaussianMixturePrior":
+        """Maximum-likelihood mixture (EM, scikit-learn) of N x D codes."""
+        from sklearn.mixture import GaussianMixture
+
+        gmm = GaussianMixture(components, covariance_type="full", random_state=seed).fit(codes.double().cpu().numpy())
+        weights, means, covariances = (torch.as_tensor(a, dtype=codes.dtype, device=codes.device)
+                                       for a in (gmm.weights_, gmm.means_, gmm.covariances_))
+        return cls(weights, means, covariances)
+
+    def _mixture(self) -> torch.distributions.MixtureSameFamily:
+        components = torch.distributions.MultivariateNormal(self.means, scale_tril=self.scale_tril)
+        return torch.distributions.MixtureSameFamily(torch.distributions.Categorical(self.weights), components)
+
+    def sample(self, n: int) -> torch.Tensor:
+        """n x D draws."""
+        return self._mixture().sample((n,))
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) for z of shape ... x D; returns ...."""
+        return self._mixture().log_prob(z)
+
+
 # ---------------------------------------------------------------- the report's MLPs
 
 def mlp(sizes, activation) -> nn.Sequential:

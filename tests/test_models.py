@@ -1,6 +1,7 @@
 """The VAE's loss terms against torch.distributions, the GAN's shapes, and latent interpolation."""
 import math
 
+import pytest
 import torch
 from torch import distributions as dist
 
@@ -112,3 +113,32 @@ def test_spectral_norm_makes_the_discriminator_1_lipschitz():
         for layer in layers:  # training makes weights grow; the normalized D must not notice
             layer.parametrizations.weight.original.mul_(10)
         assert torch.allclose(normalized(x), before, rtol=1e-4, atol=1e-6), "W / sigma(W) ignores the scale of W"
+
+
+def test_mixture_prior_log_prob_is_the_mixture_density():
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+
+    weights = torch.tensor([0.3, 0.7], dtype=torch.double)
+    means = torch.tensor([[0.0, 1.0, -1.0], [2.0, 0.0, 0.5]], dtype=torch.double)
+    a = torch.randn(2, 3, 3, dtype=torch.double, generator=torch.Generator().manual_seed(0))
+    covariances = a @ a.transpose(1, 2) + 0.5 * torch.eye(3, dtype=torch.double)
+    prior = models.GaussianMixturePrior(weights, means, covariances)
+    z = torch.randn(7, 3, dtype=torch.double)
+    expected = logsumexp([math.log(w) + multivariate_normal(m.numpy(), c.numpy()).logpdf(z.numpy())
+                          for w, m, c in zip(weights.tolist(), means, covariances)], axis=0)
+    assert torch.allclose(prior.log_prob(z), torch.as_tensor(expected), atol=1e-10)
+    assert prior.sample(5).shape == (5, 3)
+
+
+def test_mixture_prior_fit_recovers_two_clusters():
+    g = torch.Generator().manual_seed(1)
+    truth = torch.tensor([[-4.0, 0.0], [4.0, 1.0]])
+    codes = torch.cat([truth[0] + 0.5 * torch.randn(3000, 2, generator=g), truth[1] + torch.randn(1000, 2, generator=g)])
+    prior = models.GaussianMixturePrior.fit(codes, components=2, seed=0)
+    order = prior.means[:, 0].argsort()
+    assert torch.allclose(prior.means[order], truth, atol=0.1)
+    assert torch.allclose(prior.weights[order], torch.tensor([0.75, 0.25]), atol=0.02)
+    torch.manual_seed(0)
+    draws = prior.sample(20_000)
+    assert (draws[:, 0] > 0).float().mean().item() == pytest.approx(0.25, abs=0.02), "samples follow the weights"

@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoints, data
+from .fid import check_images
 from .profile import device as default_device
 from .train import derive_seed, epoch_batches
 
@@ -107,8 +108,10 @@ def _train_epoch(net, optimizer, train: data.Split, config, epoch, device, progr
 
 @torch.no_grad()
 def predict(net: nn.Module, images: torch.Tensor, device=None) -> torch.Tensor:
-    """Class probabilities p(y|x): N x 10, for images N x 1 x 32 x 32 (uint8, or float in [0, 1])."""
-    if images.dim() != 4 or images.shape[1:] != (1, 32, 32):
+    """Class probabilities p(y|x): N x 10, for images N x 1 x 32 x 32 (uint8, or float in [0, 1]),
+    checked as FID checks them (:func:`helpers.fid.check_images`)."""
+    check_images(images, "classifier.predict")
+    if images.shape[1:] != (1, 32, 32):
         raise ValueError(f"The MNIST classifier takes N x 1 x 32 x 32 images; got shape {tuple(images.shape)}.")
     device = device or next(net.parameters()).device
     probs = []

@@ -9,10 +9,15 @@ set, and reports the Fréchet (2-Wasserstein) distance between the two Gaussians
 The network and its weights are pytorch-fid's ``InceptionV3`` (loaded from the torch
 hub cache, so ``TORCH_HOME`` decides where the file lives). Images never go to disk:
 tensors or a sampling function go straight through the network, in batches.
+``python -m helpers.fid`` checks that the weights are in place (downloading them once
+if they are not) and says what to do when they cannot be had.
 
 Shapes: N images, C channels (1 or 3), H x W pixels, D feature dimensions
 (2048 for the final pool layer; 64, 192 or 768 for earlier blocks).
 """
+import hashlib
+import itertools
+import sys
 import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -35,10 +40,19 @@ from .profile import device as default_device
 DIMS = tuple(InceptionV3.BLOCK_INDEX_BY_DIM)  # (64, 192, 768, 2048)
 INPUT_SIZE = 299  # Inception's input side: every image is resized to 299 x 299
 WEIGHTS_FILE = Path(FID_WEIGHTS_URL).name  # pt_inception-2015-12-05-6726825d.pth
+MISSING_WEIGHTS_EXIT = 3  # exit status of ``python -m helpers.fid`` when the weights cannot be had
+# How far a covariance may be from symmetric and positive semi-definite, relative to its largest
+# entry or eigenvalue: float32 round-off reaches about 1e-5 at D = 2048; a matrix that is not a
+# covariance is off by far more.
+COVARIANCE_RTOL = 1e-4
 
 
 class WeightsNotFoundError(RuntimeError):
     """The FID Inception weights are not in the torch hub cache and could not be downloaded."""
+
+
+class BrokenWeightsError(RuntimeError):
+    """The FID Inception weights file exists but is empty or unreadable (an interrupted download or copy)."""
 
 
 @dataclass
@@ -67,9 +81,69 @@ def weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
 
 
-def _check_dims(dims: int) -> None:
+def check_dims(dims: int) -> None:
+    """Raise a clear error unless ``dims`` is one of the Inception blocks FID can use."""
     if dims not in DIMS:
         raise ValueError(f"dims={dims} is not an Inception block; use one of {DIMS} (2048 = pool3, the standard FID).")
+
+
+def require_weights() -> Path:
+    """The path of the FID weights, downloaded into ``$TORCH_HOME/hub/checkpoints/`` if missing.
+
+    Cheap after the first call in a process (the check is cached per file size and time), so
+    callers can run it before any long work. Raises :class:`WeightsNotFoundError` when the file
+    is missing and cannot be downloaded (offline), :class:`BrokenWeightsError` when it is empty
+    or torch cannot read it.
+    """
+    weights_fingerprint()
+    return weights_path()
+
+
+def weights_fingerprint() -> str:
+    """SHA-256 of the weights file, downloaded and checked as by :func:`require_weights`:
+    part of the key of every cached reference feature."""
+    path = weights_path()
+    if not path.exists():
+        _download(path)
+    stat = path.stat()
+    return _checked_digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _download(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # torch.hub writes to a temporary file and renames it when complete: never a torn file.
+        torch.hub.download_url_to_file(FID_WEIGHTS_URL, str(path), progress=True)
+    except Exception as cause:  # urllib, HTTP or file-system errors all mean: no weights here
+        raise WeightsNotFoundError(
+            f"The FID Inception weights {WEIGHTS_FILE} are not on this machine and could not be downloaded "
+            f"({type(cause).__name__}: {str(cause).strip() or 'no detail'}).\n"
+            f"Expected file: {path}  (that is $TORCH_HOME/hub/checkpoints/, TORCH_HOME={path.parent.parent.parent})\n"
+            f"Fix: connect to the internet once (torch.hub downloads {FID_WEIGHTS_URL}), or copy {WEIGHTS_FILE} "
+            f"into {path.parent}/, or set TORCH_HOME to a folder whose hub/checkpoints/ holds it."
+        ) from cause
+
+
+@lru_cache(maxsize=4)
+def _checked_digest(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a weights file that torch can load. ``size`` and ``mtime_ns`` are only cache
+    keys: a replaced file is checked again."""
+    # torch.hub downloads only a missing file: an empty or torn one stays until someone deletes it.
+    fix = ("torch.hub never replaces a file that exists: delete it, then run again to download it "
+           f"(internet needed) or copy a complete {WEIGHTS_FILE} in its place.")
+    if size == 0:
+        raise BrokenWeightsError(f"The FID Inception weights file {path} is empty (0 bytes), the trace of an "
+                                 f"interrupted download or copy. {fix}")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as cause:  # a truncated zip or pickle fails in many ways; all mean the same here
+        raise BrokenWeightsError(f"The FID Inception weights file {path} ({size:,} bytes) cannot be read "
+                                 f"({type(cause).__name__}: {str(cause).strip()[:200]}). {fix}") from cause
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class FastInception(nn.Module):
@@ -102,29 +176,11 @@ class FastInception(nn.Module):
         return self.blocks(x).mean(dim=(2, 3))
 
 
-def _reference_network(dims: int) -> InceptionV3:
-    """pytorch-fid's own InceptionV3 for ``dims`` (default path), loading the weights
-    from the torch hub cache; a clear :class:`WeightsNotFoundError` when offline without them."""
-    _check_dims(dims)
-    path = weights_path()
-    try:
-        return InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]]).eval()
-    except Exception as cause:  # urllib, HTTP or file-system errors all mean: no weights here
-        if path.exists() and path.stat().st_size > 0:
-            raise  # the file is there: the problem is something else, show it as it is
-        raise WeightsNotFoundError(
-            f"The FID Inception weights are not on this machine and could not be downloaded "
-            f"({type(cause).__name__}: {str(cause).strip() or 'no detail'}).\n"
-            f"Expected file: {path}\n"
-            f"Fix: connect to the internet once (torch.hub downloads {FID_WEIGHTS_URL}), or copy "
-            f"{WEIGHTS_FILE} into {path.parent}/ (set TORCH_HOME to the folder that holds hub/checkpoints/)."
-        ) from cause
-
-
 @lru_cache(maxsize=8)
 def _fast_network(dims: int, device: str, weights: str) -> FastInception:
-    # ``weights`` (the file's path) is part of the cache key, so changing TORCH_HOME reloads.
-    return FastInception(_reference_network(dims)).to(device)
+    # ``weights`` (the checked file's path) is part of the cache key, so changing TORCH_HOME
+    # reloads. pytorch-fid's InceptionV3 loads that file: torch.hub finds it in place.
+    return FastInception(InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]]).eval()).to(device)
 
 
 def inception(dims: int = 2048, device=None) -> nn.Module:
@@ -132,20 +188,24 @@ def inception(dims: int = 2048, device=None) -> nn.Module:
 
     Returns a module mapping N x C x H x W float images in [0, 1] (C in {1, 3}) to N x D float32.
     """
-    _check_dims(dims)
+    check_dims(dims)
     device = torch.device(device) if device is not None else default_device()
-    return _fast_network(dims, str(device), str(weights_path()))
+    return _fast_network(dims, str(device), str(require_weights()))
 
 
 # ---------------------------------------------------------------- features
 
-def _check_images(images, where: str) -> None:
-    """Raise a clear error unless ``images`` is N x C x H x W, C in {1, 3}, uint8 or finite float in [0, 1]."""
+def check_images(images, where: str) -> None:
+    """Raise a clear error unless ``images`` is a non-empty N x C x H x W tensor, C in {1, 3},
+    uint8 (0..255) or finite float in [0, 1]: the image convention of every helper that takes
+    generated images (FID here, :func:`helpers.classifier.predict`). ``where`` names the caller."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"{where}: expected a torch.Tensor of images, got {type(images).__name__}.")
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"{where}: images must be N x C x H x W with C = 1 (grayscale) or 3 (RGB); "
                          f"got shape {tuple(images.shape)}.")
+    if images.numel() == 0:
+        raise ValueError(f"{where}: got no images (shape {tuple(images.shape)}); pass at least one.")
     if images.dtype == torch.uint8:
         return
     if not images.is_floating_point():
@@ -155,7 +215,8 @@ def _check_images(images, where: str) -> None:
     low, high = images.min().item(), images.max().item()
     if low < 0 or high > 1:
         raise ValueError(f"{where}: float images must lie in [0, 1]; got values in [{low:.3g}, {high:.3g}]. "
-                         f"Outputs of tanh lie in [-1, 1]: map them with (x + 1) / 2.")
+                         f"Outputs of tanh lie in [-1, 1]: map them with (x + 1) / 2; "
+                         f"0..255 pixels are uint8 or divided by 255.")
 
 
 def _unit_float(images: torch.Tensor) -> torch.Tensor:
@@ -174,16 +235,16 @@ def _batches(images_or_sampler, n: int, batch_size: int):
     taken = 0
     while taken < n:
         batch = images_or_sampler(min(batch_size, n - taken))
-        _check_images(batch, "sampler output")
-        if len(batch) == 0:
-            raise ValueError("The sampler returned an empty batch.")
+        check_images(batch, "sampler output")
         batch = batch[: n - taken]
         taken += len(batch)
         yield _unit_float(batch)
 
 
-def _check_input(images_or_sampler, n: int) -> int:
+def _check_input(images_or_sampler, n: int, batch_size: int) -> int:
     """Check the input before any long work starts; return how many images it will give."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be positive.")
     if n is not None and n < 2:
         raise ValueError(f"n={n}: FID needs at least 2 images to estimate a covariance.")
     if callable(images_or_sampler):
@@ -191,10 +252,23 @@ def _check_input(images_or_sampler, n: int) -> int:
             raise ValueError("A sampler needs n: how many images to draw for FID.")
         return n
     images = images_or_sampler[:n]
-    _check_images(images, "images")
+    check_images(images, "images")
     if len(images) < 2:
         raise ValueError(f"{len(images)} image(s): FID needs at least 2 to estimate a covariance.")
     return len(images)
+
+
+def _embed(batches, total: int, dims: int, device, progress: bool) -> torch.Tensor:
+    """Inception features of float batches in [0, 1] (``total`` images in all): N x D float64 on the CPU."""
+    net = inception(dims, device)
+    target = next(net.parameters()).device
+    out = []
+    with torch.inference_mode(), tqdm(total=total, desc=f"Inception {dims}-d", unit="img",
+                                       disable=not progress) as bar:
+        for batch in batches:
+            out.append(net(batch.to(target)).double().cpu())
+            bar.update(len(batch))
+    return torch.cat(out)
 
 
 def features(images_or_sampler, n: int = None, dims: int = 2048, batch_size: int = 50, device=None, *,
@@ -214,18 +288,8 @@ def features(images_or_sampler, n: int = None, dims: int = 2048, batch_size: int
     Returns:
         N x D float64 tensor on the CPU.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be positive.")
-    total = _check_input(images_or_sampler, n)
-    net = inception(dims, device)
-    target = next(net.parameters()).device
-    out = []
-    with torch.inference_mode(), tqdm(total=total, desc=f"Inception {dims}-d", unit="img",
-                                       disable=not progress) as bar:
-        for batch in _batches(images_or_sampler, n, batch_size):
-            out.append(net(batch.to(target)).double().cpu())
-            bar.update(len(batch))
-    return torch.cat(out)
+    total = _check_input(images_or_sampler, n, batch_size)
+    return _embed(_batches(images_or_sampler, n, batch_size), total, dims, device, progress)
 
 
 # ---------------------------------------------------------------- the distance
@@ -257,6 +321,20 @@ def _as_numpy(a, name: str, ndim: int) -> np.ndarray:
     return a
 
 
+def _check_covariance(sigma: np.ndarray, name: str) -> None:
+    """Refuse a matrix that is not a covariance (up to round-off): the eigensolvers below read one
+    triangle only, and would clip negative eigenvalues to 0 without a word."""
+    scale = np.abs(sigma).max()
+    asymmetry = np.abs(sigma - sigma.T).max()
+    if asymmetry > COVARIANCE_RTOL * scale:
+        raise ValueError(f"{name} is not symmetric: max |{name} - {name}^T| = {asymmetry:.3g}, largest entry "
+                         f"{scale:.3g}. Pass a covariance matrix, e.g. the second output of statistics().")
+    eigenvalues = np.linalg.eigvalsh(sigma)
+    if eigenvalues[0] < -COVARIANCE_RTOL * max(eigenvalues[-1], 0):
+        raise ValueError(f"{name} is not positive semi-definite: eigenvalue {eigenvalues[0]:.3g} (largest "
+                         f"{eigenvalues[-1]:.3g}). Pass a covariance matrix, e.g. the second output of statistics().")
+
+
 def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
     """Symmetric square root of a covariance; round-off negative eigenvalues count as 0."""
     w, v = np.linalg.eigh(sigma)
@@ -266,7 +344,8 @@ def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^{1/2}).
 
-    mu: D, sigma: D x D (numpy or torch). Returns a float >= 0.
+    mu: D, sigma: D x D (numpy or torch), each sigma symmetric and positive semi-definite up to
+    round-off (a clear error otherwise). Returns a float >= 0.
 
     The product sigma1 sigma2 is not symmetric, so a general matrix square root of it
     (``scipy.linalg.sqrtm``, which pytorch-fid uses) works in complex arithmetic: round-off
@@ -284,6 +363,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     if mu2.shape != (dims,) or sigma1.shape != (dims, dims) or sigma2.shape != (dims, dims):
         raise ValueError(f"Shapes do not match: mu1 {mu1.shape}, sigma1 {sigma1.shape}, "
                          f"mu2 {mu2.shape}, sigma2 {sigma2.shape}; both sets need the same feature dimension.")
+    _check_covariance(sigma1, "sigma1")
+    _check_covariance(sigma2, "sigma2")
     root1 = _sqrt_psd(sigma1)
     eigenvalues = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
     trace_sqrt = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
@@ -293,18 +374,60 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 # ---------------------------------------------------------------- reference statistics
 
-def _save_stats(path: Path, mu: np.ndarray, sigma: np.ndarray) -> None:
+def _cached(path: Path, load, compute, save):
+    """``load(path)`` when a readable cache file is there; otherwise ``compute()``, then
+    ``save(value, tmp_path)`` atomically. A file that cannot be read is recomputed, with a warning."""
+    if path.exists():
+        try:
+            return load(path)
+        except Exception as damage:  # torn or corrupt (a crash mid-write, a full disk): a cache can be rebuilt
+            warnings.warn(f"The FID cache file {path} cannot be read ({type(damage).__name__}: "
+                          f"{str(damage)[:200]}); recomputing it.")
+    value = compute()
+    atomic_write(path, lambda tmp: save(value, tmp))
+    return value
+
+
+def _load_stats(path: Path) -> tuple:
+    with np.load(path) as stats:
+        return stats["mu"], stats["sigma"]
+
+
+def _save_stats(stats: tuple, path: Path) -> None:
     with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a temporary name
-        np.savez(f, mu=mu, sigma=sigma)
+        np.savez(f, mu=stats[0], sigma=stats[1])
 
 
-def _reference_split(dataset: str, split: str, n: int, size: int):
-    """The reference images and the cache key that names them (source, split, size, count)."""
+def _reference_split(dataset: str, split: str, n: int, size: int) -> tuple:
+    """The reference images and the cache key that names them: dataset, split, source, size and
+    count, plus a fingerprint of the pixels and of the weights file, so that other data (another
+    ``DGM_DATA``) or other weights never meet features cached from the old ones."""
     images = data.load(dataset, split, size=size, limit=n)
     source = "" if data.source(dataset) == "real" else f"-{data.source(dataset)}"
+    fingerprint = hashlib.sha256(images.images.contiguous().numpy())
+    fingerprint.update(weights_fingerprint().encode())
     # The key holds the number of images actually loaded, so n=None and n=len(split) share it.
-    key = f"{dataset}-{split}{source}-{images.images.shape[-1]}px-n{len(images)}"
+    key = f"{dataset}-{split}{source}-{images.images.shape[-1]}px-n{len(images)}-{fingerprint.hexdigest()[:12]}"
     return images, key
+
+
+def _features_of(reference: data.Split, key: str, dims: int, batch_size: int = 50, progress: bool = False):
+    """N x D float64 features of a reference split, cached on disk as float32 (what the network outputs)."""
+    path = cache_dir("fid") / f"features-{key}-{dims}d.pt"
+
+    def compute():
+        print(f"[fid] computing {dims}-d Inception features of {len(reference):,} {reference.name} images "
+              f"(once; cached in {path.parent})", flush=True)
+        return features(reference.images, dims=dims, batch_size=batch_size, progress=progress)
+
+    return _cached(path, lambda p: torch.load(p, weights_only=True).double(), compute,
+                   lambda feats, tmp: torch.save(feats.float(), tmp))
+
+
+def _statistics_of(reference: data.Split, key: str, dims: int) -> tuple:
+    """``(mu, sigma)`` of a reference split's features, cached on disk."""
+    path = cache_dir("fid") / f"stats-{key}-{dims}d.npz"
+    return _cached(path, _load_stats, lambda: statistics(_features_of(reference, key, dims)), _save_stats)
 
 
 def reference_features(dataset: str, split: str, n: int = None, dims: int = 2048, size: int = None,
@@ -312,60 +435,86 @@ def reference_features(dataset: str, split: str, n: int = None, dims: int = 2048
     """Inception features of the first ``n`` images of a split (all when None): N x D float64,
     computed once and cached on disk (float32, exactly what the network outputs). The cache key
     is the one of :func:`reference_statistics`; ``progress`` shows a bar while computing."""
-    _check_dims(dims)
-    split_images, key = _reference_split(dataset, split, n, size)
-    path = cache_dir("fid") / f"features-{key}-{dims}d.pt"
-    if path.exists():
-        return torch.load(path, weights_only=True).double()
-    print(f"[fid] computing {dims}-d Inception features of {len(split_images):,} {split_images.name} images "
-          f"(once; cached in {path.parent})", flush=True)
-    feats = features(split_images.images, dims=dims, batch_size=batch_size, progress=progress)
-    atomic_write(path, lambda tmp: torch.save(feats.float(), tmp))
-    return feats
-
-
-def _reference(dataset: str, split: str, n: int, dims: int, size: int) -> tuple:
-    """(mu, sigma, n_reference, name) of the reference split, cached on disk."""
-    _check_dims(dims)
-    split_images, key = _reference_split(dataset, split, n, size)
-    path = cache_dir("fid") / f"stats-{key}-{dims}d.npz"
-    if not path.exists():
-        mu, sigma = statistics(reference_features(dataset, split, n, dims, size))
-        atomic_write(path, lambda tmp: _save_stats(tmp, mu, sigma))
-    with np.load(path) as stats:
-        return stats["mu"], stats["sigma"], len(split_images), split_images.name
+    check_dims(dims)
+    return _features_of(*_reference_split(dataset, split, n, size), dims, batch_size, progress)
 
 
 def reference_statistics(dataset: str, split: str, n: int = None, dims: int = 2048, size: int = None) -> tuple:
     """``(mu, sigma)`` of the Inception features of a real split (first ``n`` images, all when None).
 
     Computed once from ``helpers.data.load(dataset, split, size=size, limit=n)`` and cached under
-    ``.cache/fid/``, keyed by dataset, split, image size, number of images and dims.
+    ``.cache/fid/``, keyed by dataset, split, image size, number of images, dims, and a
+    fingerprint of the images and of the weights file.
     """
-    mu, sigma, _, _ = _reference(dataset, split, n, dims, size)
-    return mu, sigma
+    check_dims(dims)
+    return _statistics_of(*_reference_split(dataset, split, n, size), dims)
+
+
+def _matching_reference(shape: tuple, dataset: str, split: str, n: int) -> tuple:
+    """The reference split (and its cache key) at the size of generated images of ``shape``
+    (C x H x W); a clear error when its images differ from them in channels or size."""
+    described = " x ".join(map(str, shape))
+    try:
+        reference, key = _reference_split(dataset, split, n, size=shape[-1])
+    except ValueError as cause:  # e.g. MNIST exists only at 32 x 32
+        raise ValueError(f"The reference {dataset}/{split} for generated images of {described} "
+                         f"cannot be loaded: {cause}") from cause
+    if tuple(reference.images.shape[1:]) != tuple(shape):
+        raise ValueError(f"Generated images are {described}, but the reference {reference.name} holds "
+                         f"{' x '.join(map(str, reference.images.shape[1:]))} images: FID would compare "
+                         f"different kinds of images. Pass the dataset the model was trained on.")
+    return reference, key
 
 
 def fid(generated, *, dataset: str = "mnist", split: str = "test", n: int = 10_000, n_reference: int = None,
-        dims: int = 2048, size: int = None, batch_size: int = 50, device=None) -> FIDResult:
+        dims: int = 2048, batch_size: int = 50, device=None) -> FIDResult:
     """FID of generated images against a real split.
 
     Args:
         generated: N x C x H x W images (float in [0, 1] or uint8; the first ``n`` are used) or
             a function ``sampler(batch_size)`` returning batches (called until ``n`` images).
-        dataset, split: the reference images (cached statistics; see :func:`reference_statistics`).
+        dataset, split: the reference images (cached statistics; see :func:`reference_statistics`),
+            loaded at the generated images' size; their channels and size must match.
         n: number of generated images. Final results use 10,000.
         n_reference: number of reference images (None: the whole split).
         dims: Inception feature dimension (2048 for results that can be compared).
-        size: image size of the reference split (Imagenette; MNIST is 32).
         batch_size, device: how Inception runs.
 
     Returns:
         A :class:`FIDResult` that records the value, both N, the reference and the dimension.
     """
-    _check_dims(dims)
-    _check_input(generated, n)  # a wrong input fails now, not after the reference is computed
-    mu_ref, sigma_ref, n_ref, name = _reference(dataset, split, n_reference, dims, size)
-    feats = features(generated, n=n, dims=dims, batch_size=batch_size, device=device)
+    check_dims(dims)
+    total = _check_input(generated, n, batch_size)
+    # Building the network draws from the global random generator (layer initialisation before
+    # the weights load), so it comes before the first sampler call, as it always has: a seeded
+    # sampler then draws the same images whether or not the network already existed.
+    inception(dims, device)
+    batches = _batches(generated, n, batch_size)
+    with torch.inference_mode():
+        first = next(batches)  # checked, and its shape picks the reference: before any long work
+    reference, key = _matching_reference(first.shape[1:], dataset, split, n_reference)
+    mu_ref, sigma_ref = _statistics_of(reference, key, dims)
+    feats = _embed(itertools.chain([first], batches), total, dims, device, progress=False)
     mu, sigma = statistics(feats)
-    return FIDResult(frechet_distance(mu, sigma, mu_ref, sigma_ref), len(feats), name, n_ref, dims)
+    return FIDResult(frechet_distance(mu, sigma, mu_ref, sigma_ref), len(feats), reference.name, len(reference), dims)
+
+
+def main() -> int:
+    """``python -m helpers.fid``: make sure the FID weights are in place, downloading them if needed.
+
+    Prints their path and returns 0; when they are missing and cannot be downloaded, prints what
+    to do and returns :data:`MISSING_WEIGHTS_EXIT`; when the file is broken, says so and returns 1.
+    """
+    try:
+        print(f"FID weights: {require_weights()}")
+        return 0
+    except WeightsNotFoundError as missing:
+        print(missing, file=sys.stderr)
+        return MISSING_WEIGHTS_EXIT
+    except BrokenWeightsError as broken:
+        print(broken, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import distributions as dist
 
-from helpers import classifier, data
+from helpers import classifier, data, fid
 
 QUICK = classifier.ClassifierConfig(epochs=2, train_limit=2_000, val_limit=500)
 
@@ -41,6 +41,22 @@ def test_class_counts_count_the_most_probable_label():
 def test_predict_refuses_images_of_the_wrong_shape():
     with pytest.raises(ValueError, match="N x 1 x 32 x 32"):
         classifier.predict(classifier.mnist_classifier(), torch.zeros(4, 3, 32, 32))
+
+
+@pytest.mark.parametrize("images", [
+    torch.rand(4, 1, 32, 32) * 255,
+    torch.randint(0, 255, (4, 1, 32, 32)),
+    torch.rand(4, 1, 32, 32) * 2 - 1,
+    torch.full((4, 1, 32, 32), float("nan")),
+    torch.empty(0, 1, 32, 32),
+], ids=["float-0-255", "int64", "tanh-range", "nan", "empty"])
+def test_predict_refuses_the_images_fid_refuses_with_the_same_message(images):
+    # NaN images would otherwise all be classified as one digit, and 0..255 floats saturate.
+    with pytest.raises((ValueError, TypeError)) as from_fid:
+        fid.check_images(images, "fid")
+    with pytest.raises(type(from_fid.value), match="^classifier.predict: ") as from_predict:
+        classifier.predict(classifier.mnist_classifier(), images)
+    assert str(from_predict.value).removeprefix("classifier.predict") == str(from_fid.value).removeprefix("fid")
 
 
 def test_bad_configuration_fails_before_training():

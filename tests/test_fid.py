@@ -1,10 +1,19 @@
 """FID: the distance against closed forms and pytorch-fid, the fast network against
-pytorch-fid's InceptionV3, input checks, the offline error and the reference cache.
+pytorch-fid's InceptionV3, input checks, the weights file (missing, broken, offline), the
+reference cache, and the test command on a machine without the weights.
 
-Tests that run Inception use the real weights from $TORCH_HOME (they fail with a message
-naming the file when it is missing) and tiny inputs: 64-d features, a handful of images.
+Tests that run Inception use the real weights from $TORCH_HOME and tiny inputs: 64-d
+features, a handful of images. Without the weights and without internet they are skipped
+with a message naming the file (failed in CI); see the ``fid_weights`` fixture in conftest.py.
+Cache tests replace the network with a small fake one and use a fake weights file.
 """
+import json
+import os
+import re
+import subprocess
+import sys
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +24,8 @@ from pytorch_fid.inception import InceptionV3
 
 import helpers.data
 from helpers import fid
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def random_covariance(rng, dims, rank=None):
@@ -95,6 +106,29 @@ def test_distance_rejects_mismatched_or_nan_statistics(rng):
         fid.frechet_distance(mu, bad, mu, sigma)
 
 
+def test_distance_rejects_a_sigma_that_is_not_a_covariance(rng):
+    # The eigensolvers read one triangle and clip negative eigenvalues: without a check, a
+    # non-symmetric or indefinite matrix would give a number that means nothing.
+    mu, sigma = rng.standard_normal(8), random_covariance(rng, 8)
+    lopsided = sigma + np.triu(rng.standard_normal((8, 8)), 1)
+    with pytest.raises(ValueError, match="sigma1 is not symmetric"):
+        fid.frechet_distance(mu, lopsided, mu, sigma)
+    indefinite = sigma - 2 * np.linalg.eigvalsh(sigma)[-1] * np.outer(np.eye(8)[0], np.eye(8)[0])
+    with pytest.raises(ValueError, match="sigma2 is not positive semi-definite"):
+        fid.frechet_distance(mu, sigma, mu, indefinite)
+
+
+def test_distance_accepts_covariances_with_float32_round_off(rng):
+    # Statistics stored or computed in float32 are symmetric and PSD only up to round-off, and
+    # a singular covariance (fewer samples than dimensions) has eigenvalues of +-1e-16 at 0.
+    mu1, mu2 = rng.standard_normal(64), rng.standard_normal(64)
+    sigma1, sigma2 = random_covariance(rng, 64, rank=20), random_covariance(rng, 64)
+    rounded = sigma1 + 1e-6 * np.abs(sigma1).max() * rng.standard_normal((64, 64))  # not exactly symmetric
+    assert np.linalg.eigvalsh((rounded + rounded.T) / 2)[0] < 0, "the case to test: slightly negative eigenvalues"
+    exact = fid.frechet_distance(mu1, sigma1, mu2, sigma2)
+    assert fid.frechet_distance(mu1, rounded, mu2, sigma2) == pytest.approx(exact, rel=1e-3)
+
+
 def test_statistics_are_mean_and_unbiased_covariance(rng):
     x = rng.standard_normal((50, 6))
     mu, sigma = fid.statistics(torch.from_numpy(x))
@@ -127,6 +161,8 @@ def test_result_reports_its_sample_sizes():
     (torch.full((4, 1, 32, 32), float("nan")), "NaN"),
     (torch.rand(1, 1, 32, 32), "at least 2"),
     (torch.randint(0, 255, (4, 1, 32, 32), dtype=torch.int64), "uint8"),
+    (torch.rand(4, 1, 32, 32) * 255, "divided by 255"),
+    (torch.empty(0, 1, 32, 32), "no images"),
 ])
 def test_bad_images_are_rejected_before_inception_runs(images, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -158,6 +194,7 @@ def pytorch_fid_features(images_unit, dims):
     return F.adaptive_avg_pool2d(out, 1).flatten(1).double()
 
 
+@pytest.mark.usefixtures("fid_weights")
 @pytest.mark.parametrize("dims, n", [(64, 4), (2048, 2)])
 def test_fast_features_equal_pytorch_fid_features(dims, n):
     images = digits(n)
@@ -168,6 +205,7 @@ def test_fast_features_equal_pytorch_fid_features(dims, n):
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.usefixtures("fid_weights")
 def test_grayscale_uint8_float_and_rgb_give_the_same_features():
     images = digits(3)
     unit = images.float() / 255
@@ -176,6 +214,7 @@ def test_grayscale_uint8_float_and_rgb_give_the_same_features():
     torch.testing.assert_close(fid.features(unit.repeat(1, 3, 1, 1), dims=64, device="cpu"), reference)
 
 
+@pytest.mark.usefixtures("fid_weights")
 def test_sampler_is_called_until_n_images():
     images = digits(5).float() / 255
     calls = []
@@ -190,63 +229,242 @@ def test_sampler_is_called_until_n_images():
     torch.testing.assert_close(from_sampler, fid.features(images, dims=64, device="cpu"))
 
 
-def test_missing_weights_offline_name_the_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+# ---------------------------------------------------------------- the weights file
 
-    def offline(url, *args, **kwargs):
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """TORCH_HOME at an empty folder and no internet: the weights' expected path."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+    def no_internet(url, *args, **kwargs):
         raise urllib.error.URLError("no internet")
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    expected = tmp_path / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
-    with pytest.raises(fid.WeightsNotFoundError) as error:
-        fid.inception(dims=64, device="cpu")
-    assert str(expected) in str(error.value)
-    assert fid.weights_path() == expected
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_internet)
+    return tmp_path / "torch_home" / "hub" / "checkpoints" / fid.WEIGHTS_FILE
+
+
+def test_missing_weights_offline_name_the_file_and_how_to_get_it(offline):
+    assert fid.weights_path() == offline
+    for needs_weights in (fid.require_weights, lambda: fid.inception(dims=64, device="cpu")):
+        with pytest.raises(fid.WeightsNotFoundError) as error:
+            needs_weights()
+        assert str(offline) in str(error.value) and "$TORCH_HOME/hub/checkpoints/" in str(error.value)
+        assert fid.FID_WEIGHTS_URL in str(error.value), "the message says where to download the file"
+
+
+def test_weights_are_downloaded_where_torch_hub_looks_for_them(offline, monkeypatch):
+    def download(url, destination, **how):
+        torch.save({"conv": torch.ones(2)}, destination)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    assert fid.require_weights() == offline and offline.exists()
+
+
+@pytest.mark.parametrize("content", [b"", "truncated"], ids=["empty", "truncated"])
+def test_broken_weights_file_says_delete_it(offline, content):
+    # torch.hub downloads only a missing file: a 0-byte or torn one would fail forever.
+    offline.parent.mkdir(parents=True)
+    if content == "truncated":
+        torch.save({"conv": torch.randn(1000)}, offline)
+        content = offline.read_bytes()[:2000]
+    offline.write_bytes(content)
+    with pytest.raises(fid.BrokenWeightsError, match="delete it") as error:
+        fid.require_weights()
+    assert str(offline) in str(error.value)
+    assert fid.main() == 1
+
+
+@pytest.mark.parametrize("ci", [False, True], ids=["offline", "offline-ci"])
+def test_fid_tests_skip_offline_without_weights_but_fail_in_ci(offline, monkeypatch, request, ci):
+    if ci:
+        monkeypatch.setenv("CI", "true")
+    else:
+        monkeypatch.delenv("CI", raising=False)
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match=re.escape(str(offline))):
+        request.getfixturevalue("fid_weights")
+
+
+def chapters_computing_fid() -> set:
+    """The chapters whose code imports helpers.fid, read from the notebooks' JSON."""
+    imports_fid = re.compile(r"^\s*(from helpers import .*\bfid\b|from helpers\.fid import|import helpers\.fid)", re.M)
+    chapters = set()
+    for path in (ROOT / "book").glob("*.ipynb"):
+        cells = json.loads(path.read_text())["cells"]
+        if any(imports_fid.search("".join(cell["source"])) for cell in cells if cell["cell_type"] == "code"):
+            chapters.add(f"book/{path.name}")
+    return chapters
+
+
+def run_make(tmp_path, torch_home, ci: bool, *targets):
+    """``make TARGETS`` with pytest replaced by a stub that logs its arguments, TORCH_HOME at
+    ``torch_home`` and no network (https goes to a proxy port where nothing listens)."""
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (stub / "pytest").write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path}/pytest-calls"\n')
+    for tool in stub.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "TORCH_HOME": str(torch_home), "https_proxy": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
+    env.pop("CI", None)
+    if ci:
+        env["CI"] = "true"
+    done = subprocess.run(["make", "--no-print-directory", *targets, f"BIN={stub}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    calls = tmp_path / "pytest-calls"
+    return done, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_make_test_offline_without_weights_skips_the_fid_chapters_loudly(tmp_path):
+    # A fresh clone with TORCH_HOME at an empty folder and no network: the chapters without
+    # FID still run; the FID chapters are left out, and the output says so.
+    done, calls = run_make(tmp_path, tmp_path / "empty", False, "notebooks")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("!!! FID SKIPPED") == 1
+    assert fid.WEIGHTS_FILE in done.stdout and "$TORCH_HOME/hub/checkpoints/" in done.stdout
+    skipped = {arg.removeprefix("--ignore=") for arg in calls[0].split() if arg.startswith("--ignore=")}
+    assert skipped == chapters_computing_fid() and skipped, "exactly the chapters that compute FID are left out"
+    assert calls[0].split()[-1] == "book/"
+
+
+def test_make_test_in_ci_without_weights_fails_before_the_unit_tests(tmp_path):
+    done, calls = run_make(tmp_path, tmp_path / "empty", True, "unit-tests")
+    assert done.returncode != 0 and calls == []
+    assert fid.WEIGHTS_FILE in done.stderr and "CI" in done.stderr
+
+
+def test_make_test_with_weights_runs_every_chapter(tmp_path):
+    weights = tmp_path / "torch_home" / "hub" / "checkpoints" / fid.WEIGHTS_FILE
+    weights.parent.mkdir(parents=True)
+    torch.save({"conv": torch.ones(2)}, weights)  # any readable file passes the check
+    done, calls = run_make(tmp_path, tmp_path / "torch_home", True, "notebooks")
+    assert done.returncode == 0, done.stderr
+    assert "SKIPPED" not in done.stdout and "--ignore" not in calls[0]
 
 
 # ---------------------------------------------------------------- the reference cache
 
+class FakeInception(torch.nn.Module):
+    """Stands in for Inception in cache tests: a fixed random projection of 8 x 8 pooled RGB
+    images to ``dims`` features, logging the shape of every batch it sees."""
+
+    def __init__(self, dims, log):
+        super().__init__()
+        generator = torch.Generator().manual_seed(dims)
+        self.projection = torch.nn.Parameter(torch.randn(3 * 64, dims, generator=generator))
+        self.log = log
+
+    def forward(self, x):
+        self.log.append(tuple(x.shape))
+        return F.adaptive_avg_pool2d(x.expand(-1, 3, -1, -1), 8).flatten(1) @ self.projection
+
+
 @pytest.fixture
-def counted_features(tmp_path, monkeypatch):
-    """An empty cache, the synthetic stand-in as data, and fake features that count their calls."""
-    monkeypatch.setenv("DGM_CACHE", str(tmp_path))
-    monkeypatch.setattr(helpers.data, "load",
-                        lambda dataset, split, size=None, limit=None: helpers.data.synthetic(dataset, split, n=limit or 300))
-    calls = []
+def fake_inception(tmp_path, monkeypatch):
+    """An empty cache, a fake weights file and a fake network; returns the network's batch log."""
+    monkeypatch.setenv("DGM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    fid.weights_path().parent.mkdir(parents=True)
+    torch.save({"conv": torch.zeros(3)}, fid.weights_path())
+    log = []
+    monkeypatch.setattr(fid, "inception", lambda dims=2048, device=None: FakeInception(dims, log))
+    return log
 
-    def fake_features(images, n=None, dims=2048, **how):
-        count = len(images[:n])
-        calls.append((count, dims))
-        return torch.from_numpy(np.random.default_rng(len(calls)).standard_normal((count, dims)))
 
-    monkeypatch.setattr(fid, "features", fake_features)
-    return calls
+@pytest.fixture
+def synthetic_data(monkeypatch):
+    """helpers.data.load serving the synthetic stand-in (300 images a split); returns a dict whose
+    ``"noise"`` entry changes the pixels, as another DGM_DATA would."""
+    state = {"noise": 0}
+
+    def load(dataset, split, size=None, limit=None):
+        images = helpers.data.synthetic(dataset, split, size=size, n=limit or 300)
+        images.images = (images.images.int() + state["noise"]).clamp(0, 255).to(torch.uint8)
+        return images
+
+    monkeypatch.setattr(helpers.data, "load", load)
+    return state
+
+
+def images_seen(log):
+    return sum(shape[0] for shape in log)
 
 
 @pytest.mark.filterwarnings("ignore:.*singular")  # 100 fake samples of 192-d features
-def test_reference_statistics_are_computed_once_per_key(counted_features, tmp_path):
+@pytest.mark.usefixtures("synthetic_data")
+def test_reference_statistics_are_computed_once_per_key(fake_inception, tmp_path):
     first = fid.reference_statistics("mnist", "test", n=100, dims=64)
+    assert images_seen(fake_inception) == 100
     again = fid.reference_statistics("mnist", "test", n=100, dims=64)
-    assert counted_features == [(100, 64)]  # the second call read the cache
+    assert images_seen(fake_inception) == 100  # the second call read the cache
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
     fid.reference_statistics("mnist", "test", n=None, dims=64)   # the whole (300-image) split
     fid.reference_statistics("mnist", "test", n=300, dims=64)    # the same images: same entry
     fid.reference_statistics("mnist", "test", n=100, dims=192)
     fid.reference_statistics("mnist", "val", n=100, dims=64)
-    assert counted_features == [(100, 64), (300, 64), (100, 192), (100, 64)]
-    assert len(list((tmp_path / "fid").glob("stats-*.npz"))) == 4
-    assert not list((tmp_path / "fid").glob("*.tmp"))
+    assert images_seen(fake_inception) == 100 + 300 + 100 + 100
+    cached = sorted(path.name for path in (tmp_path / "cache" / "fid").iterdir())
+    assert len(cached) == 8 and all(re.fullmatch(r"(stats-.*\.npz|features-.*\.pt)", name) for name in cached)
 
 
-def test_fid_result_names_its_reference(counted_features):
+@pytest.mark.parametrize("change", ["data", "weights"])
+def test_other_data_or_weights_never_reuse_cached_statistics(fake_inception, synthetic_data, change):
+    before = fid.reference_statistics("mnist", "test", n=100, dims=64)
+    if change == "data":
+        synthetic_data["noise"] = 7   # the same split and count from other files
+    else:
+        torch.save({"conv": torch.ones(3)}, fid.weights_path())
+    after = fid.reference_statistics("mnist", "test", n=100, dims=64)
+    assert images_seen(fake_inception) == 200, "the new files were embedded, not served from the cache"
+    if change == "data":
+        assert not np.allclose(before[0], after[0])
+
+
+@pytest.mark.usefixtures("synthetic_data")
+@pytest.mark.parametrize("kind", ["stats", "features"])
+def test_unreadable_cache_file_is_recomputed(fake_inception, tmp_path, kind):
+    expected = fid.reference_statistics("mnist", "test", n=100, dims=64)
+    for path in (tmp_path / "cache" / "fid").glob(f"{kind}-*"):
+        path.write_bytes(path.read_bytes()[:100])  # torn, as by a crash mid-write
+    if kind == "features":
+        next((tmp_path / "cache" / "fid").glob("stats-*")).unlink()
+    with pytest.warns(UserWarning, match=f"{kind}-.*cannot be read.*recomputing"):
+        recomputed = fid.reference_statistics("mnist", "test", n=100, dims=64)
+    np.testing.assert_allclose(recomputed[1], expected[1], rtol=1e-6)
+
+
+@pytest.mark.usefixtures("synthetic_data")
+def test_fid_result_names_its_reference(fake_inception):
     result = fid.fid(torch.rand(80, 1, 32, 32), dataset="mnist", split="test", n=70, n_reference=120, dims=64)
     assert (result.n_generated, result.n_reference, result.dims) == (70, 120, 64)
     assert result.reference.startswith("mnist/test")
     assert result.value > 0
 
 
-def test_bad_generated_images_fail_before_the_reference_is_computed(counted_features):
+@pytest.mark.usefixtures("synthetic_data")
+def test_fid_loads_the_reference_at_the_size_of_the_generated_images(fake_inception):
+    fid.fid(torch.rand(70, 3, 48, 48), dataset="imagenette", n=70, n_reference=80, dims=64)
+    assert {shape[1:] for shape in fake_inception} == {(3, 48, 48)}
+    assert images_seen(fake_inception) == 80 + 70
+
+
+@pytest.mark.parametrize("images, dataset, message", [
+    (torch.rand(10, 3, 64, 64), "mnist", "mnist/test for generated images of 3 x 64 x 64 cannot be loaded"),
+    (torch.rand(10, 3, 32, 32), "mnist", "images are 3 x 32 x 32, but the reference mnist/test.* holds 1 x 32 x 32"),
+    (torch.rand(10, 1, 64, 64), "imagenette", "images are 1 x 64 x 64, but the reference imagenette/test.* holds 3 x 64"),
+], ids=["rgb-64px-vs-mnist", "rgb-vs-mnist", "gray-vs-imagenette"])
+def test_images_unlike_the_reference_fail_before_any_feature(fake_inception, images, dataset, message):
+    with pytest.raises(ValueError, match=message):
+        fid.fid(images, dataset=dataset, n=10, n_reference=20, dims=64)
+    assert fake_inception == []
+
+
+@pytest.mark.usefixtures("synthetic_data")
+def test_bad_generated_images_fail_before_the_reference_is_computed(fake_inception):
     with pytest.raises(ValueError, match="C = 1"):
         fid.fid(torch.rand(10, 2, 32, 32), n=10, dims=64)
-    assert counted_features == []
+    with pytest.raises(ValueError, match="sampler output: .* NaN"):
+        fid.fid(lambda b: torch.full((b, 1, 32, 32), float("nan")), n=10, dims=64)
+    assert fake_inception == []

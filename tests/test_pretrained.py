@@ -1,0 +1,103 @@
+"""Shipped weights: the manifest matches the files, a damaged file is refused, fp16 storage round-trips,
+and the switch turns the fallback off."""
+import json
+
+import pytest
+import torch
+
+from helpers import pretrained
+from helpers.checkpoints import config_hash
+
+
+def tiny_state(seed=0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"objective": {"model": {"w": torch.randn(4, 3, generator=g), "steps": torch.tensor(7)},
+                          "optimizers": {"vae": {"state": {}}}},
+            "history": [{"epoch": 1, "val_loss": 1.5}], "timings": [{"epoch": 1, "seconds": 2.0}]}
+
+
+IDENTITY = {"model": "mnist-vae", "epochs": 1, "seed": 0, "data": "real"}
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """An empty pretrained/ folder in tmp_path, with the switch on."""
+    monkeypatch.setenv("DGM_PRETRAINED", str(tmp_path))
+    monkeypatch.setenv(pretrained.SWITCH, "1")
+    return tmp_path
+
+
+def test_manifest_matches_the_shipped_files():
+    """Every file in pretrained/ is listed with its true SHA-256, and every listed file exists."""
+    folder = pretrained.folder()
+    entries = pretrained.manifest()["runs"]
+    for entry in entries:
+        assert pretrained.verify(entry) == folder / entry["file"]
+        assert entry["file"] == f"{entry['identity']['model']}-{config_hash(entry['identity'])}.pt"
+    on_disk = {p.name for p in folder.glob("*.pt")} if folder.exists() else set()
+    assert on_disk == {e["file"] for e in entries}, "files in pretrained/ and the manifest disagree"
+
+
+def test_export_then_load_round_trips_in_half_precision(shipped):
+    state = tiny_state()
+    entry = pretrained.export(state, IDENTITY, results="mnist_vae", half=True)
+    assert entry["dtype"] == "float16" and entry["results"] == "mnist_vae"
+    loaded = pretrained.load(IDENTITY)
+    assert loaded["model"]["w"].dtype == torch.float32
+    assert torch.equal(loaded["model"]["w"], state["objective"]["model"]["w"].half().float())
+    assert not torch.equal(loaded["model"]["w"], state["objective"]["model"]["w"]), "fp16 must round"
+    assert torch.equal(loaded["model"]["steps"], torch.tensor(7)), "integer buffers are stored as they are"
+    assert loaded["history"] == state["history"] and loaded["timings"] == state["timings"]
+    assert "optimizers" not in loaded, "optimizer state is not shipped"
+
+
+def test_another_identity_finds_nothing(shipped):
+    pretrained.export(tiny_state(), IDENTITY, results="mnist_vae", half=False)
+    assert pretrained.load({**IDENTITY, "seed": 1}) is None
+
+
+def test_re_export_replaces_the_entry(shipped):
+    pretrained.export(tiny_state(0), IDENTITY, results="mnist_vae", half=False)
+    pretrained.export(tiny_state(1), IDENTITY, results="mnist_vae", half=False)
+    assert len(pretrained.manifest()["runs"]) == 1
+    assert torch.equal(pretrained.load(IDENTITY)["model"]["w"], tiny_state(1)["objective"]["model"]["w"])
+
+
+def test_a_tampered_file_is_refused(shipped):
+    entry = pretrained.export(tiny_state(), IDENTITY, results="mnist_vae", half=False)
+    path = shipped / entry["file"]
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(pretrained.PretrainedError, match=entry["file"]) as error:
+        pretrained.load(IDENTITY)
+    assert "BOOK_PRETRAINED=0" in str(error.value)
+
+
+def test_a_missing_file_is_named(shipped):
+    entry = pretrained.export(tiny_state(), IDENTITY, results="mnist_vae", half=False)
+    (shipped / entry["file"]).unlink()
+    with pytest.raises(pretrained.PretrainedError, match="missing"):
+        pretrained.load(IDENTITY)
+
+
+def test_a_corrupt_manifest_is_named(shipped):
+    (shipped / pretrained.MANIFEST).write_text("{not json")
+    with pytest.raises(pretrained.PretrainedError, match="manifest.json is not valid JSON"):
+        pretrained.load(IDENTITY)
+
+
+def test_the_switch_turns_the_fallback_off(shipped, monkeypatch):
+    pretrained.export(tiny_state(), IDENTITY, results="mnist_vae", half=False)
+    monkeypatch.setenv(pretrained.SWITCH, "0")
+    assert pretrained.load(IDENTITY) is None
+    monkeypatch.setenv(pretrained.SWITCH, "no")
+    with pytest.raises(ValueError, match="BOOK_PRETRAINED='no'"):
+        pretrained.load(IDENTITY)
+
+
+def test_manifest_lists_the_results_file_of_each_entry():
+    for entry in pretrained.manifest()["runs"]:
+        path = pretrained.REPO_ROOT / "results" / f"{entry['results']}.json"
+        assert path.exists(), f"{entry['file']} names results/{entry['results']}.json, which does not exist"
+        assert json.loads(path.read_text())["model"] == entry["results"]

@@ -18,21 +18,27 @@ def data_root() -> Path:
 
 
 def cache_dir(*parts: str) -> Path:
-    """A gitignored folder for derived files (decoded images, FID statistics), created on demand."""
-    path = Path(os.environ.get("DGM_CACHE", REPO_ROOT / ".cache")).joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """A gitignored folder for derived files (decoded images, FID statistics): ``$DGM_CACHE``, else ``.cache/``."""
+    return _folder("DGM_CACHE", ".cache", *parts)
 
 
 def checkpoint_dir() -> Path:
-    """Where training runs keep their checkpoints (gitignored)."""
-    path = Path(os.environ.get("DGM_CHECKPOINTS", REPO_ROOT / "checkpoints"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where training runs keep their checkpoints (gitignored): ``$DGM_CHECKPOINTS``, else ``checkpoints/``."""
+    return _folder("DGM_CHECKPOINTS", "checkpoints")
 
 
 def results_dir() -> Path:
-    """``results/``: the JSON numbers of full-profile runs, committed and read by the Results chapter."""
-    path = REPO_ROOT / "results"
-    path.mkdir(parents=True, exist_ok=True)
+    """Where full-profile runs write their JSON numbers: ``$DGM_RESULTS``, else ``results/``,
+    committed and read by the Results chapter (point the variable elsewhere to keep those intact)."""
+    return _folder("DGM_RESULTS", "results")
+
+
+def _folder(variable: str, default: str, *parts: str) -> Path:
+    """``$variable`` (or ``default`` in the repository), joined with ``parts`` and created on demand."""
+    path = Path(os.environ.get(variable) or REPO_ROOT / default).expanduser().joinpath(*parts)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(err.errno, f"Cannot create the folder {path} ({err.strerror}). "
+                      f"Set {variable} to a folder you can write to.") from err
     return path

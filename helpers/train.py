@@ -16,8 +16,10 @@ Command line, on one process or with torchrun (DistributedDataParallel)::
     torchrun --nproc_per_node=2 -m helpers.train --model mnist-vae --epochs 5
 """
 import argparse
+import contextlib
 import dataclasses
 import hashlib
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -61,15 +63,32 @@ class RunConfig:
     fid_dims: int = 2048
 
     def validate(self) -> None:
-        """Clear errors for impossible settings, before any data is loaded."""
+        """Clear errors for impossible settings, before any data is loaded; with FID on, also
+        for its settings and missing Inception weights, which would otherwise fail only at the
+        first FID epoch, after that epoch's training."""
         objectives.spec(self.model)
-        for name in ("epochs", "batch_size", "latent_dim", "samples"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer.")
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr!r} must be positive.")
-        if self.fid_every < 0 or (self.fid_every and self.fid_n < 2):
-            raise ValueError(f"fid_every={self.fid_every}, fid_n={self.fid_n}: FID needs fid_every >= 0 and fid_n >= 2.")
+        for name, (smallest, optional) in _INTEGER_SETTINGS.items():
+            value = getattr(self, name)
+            if not (value is None and optional) and not (_is_int(value) and value >= smallest):
+                raise ValueError(f"{name}={value!r} must be an integer >= {smallest}{' or None' if optional else ''}.")
+        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
+                and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr={self.lr!r} must be a positive number, e.g. 1e-4.")
+        if self.fid_every:
+            from . import fid
+
+            fid.check_dims(self.fid_dims)
+            fid.require_weights()
+
+
+# Every integer setting: (smallest valid value, whether None is allowed).
+_INTEGER_SETTINGS = {"epochs": (1, False), "batch_size": (1, False), "seed": (0, False), "latent_dim": (1, False),
+                     "samples": (1, False), "train_limit": (1, True), "val_limit": (1, True), "fid_every": (0, False),
+                     "fid_n": (2, False), "fid_reference_n": (2, True), "fid_dims": (1, False)}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not an epoch count
 
 
 def config_for(model: str, **overrides) -> RunConfig:
@@ -226,16 +245,18 @@ def run(config: RunConfig, *, resume: bool = True, folder=None, progress: bool =
     device = torch.device(device) if device else _rank_device(rank, world_size)
     if config.batch_size % world_size:
         raise ValueError(f"batch_size={config.batch_size} must be divisible by the {world_size} processes.")
-
-    train_images = data.load(spec.dataset, "train", limit=config.train_limit).images
-    val_images = data.load(spec.dataset, "val", limit=config.val_limit).images
-    if config.batch_size > len(train_images):
-        raise ValueError(f"batch_size={config.batch_size} is larger than the training split "
-                         f"({len(train_images)} images); lower it or raise train_limit.")
     identity = {**dataclasses.asdict(config), "data": data.source(spec.dataset)}
     folder = Path(folder) if folder else checkpoints.run_folder(identity)
-    checkpoints.check_folder(folder, identity)
+    # Rank 0 alone writes the checkpoint, so it alone holds the folder against other runs.
+    with checkpoints.lock(folder) if rank == 0 else contextlib.nullcontext():
+        checkpoints.check_folder(folder, identity)
+        return _train(config, spec, identity, folder, resume=resume, progress=progress, device=device)
 
+
+def _train(config, spec, identity, folder, *, resume, progress, device) -> Run:
+    """The body of :func:`run`, once the folder is known to be this configuration's and held."""
+    rank, world_size = world()
+    train_images, val_images = _splits(config, spec, device)
     torch.manual_seed(derive_seed(config.seed, "init"))
     objective = spec.build(config)
     objective.model.to(device)
@@ -247,7 +268,6 @@ def run(config: RunConfig, *, resume: bool = True, folder=None, progress: bool =
     if world_size > 1:
         objective.wrap(lambda m: DistributedDataParallel(m, device_ids=[device.index] if device.type == "cuda" else None))
 
-    train_images, val_images = train_images.to(device), val_images.to(device)
     steps = len(train_images) // config.batch_size
     bar = tqdm(total=config.epochs * steps, initial=len(history) * steps, desc=config.model,
                disable=not progress or rank != 0, dynamic_ncols=True)
@@ -261,6 +281,16 @@ def run(config: RunConfig, *, resume: bool = True, folder=None, progress: bool =
         barrier()
     bar.close()
     return Run(config, objective, history, timings, folder)
+
+
+def _splits(config, spec, device) -> tuple:
+    """The training and validation images (uint8, on ``device``), limited as the config says."""
+    train_images = data.load(spec.dataset, "train", limit=config.train_limit).images
+    val_images = data.load(spec.dataset, "val", limit=config.val_limit).images
+    if config.batch_size > len(train_images):
+        raise ValueError(f"batch_size={config.batch_size} is larger than the training split "
+                         f"({len(train_images)} images); lower it or raise train_limit.")
+    return train_images.to(device), val_images.to(device)
 
 
 def _one_epoch(objective, config, spec, train_images, val_images, epoch, folder, bar, rank, world_size):

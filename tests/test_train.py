@@ -3,7 +3,9 @@
 Runs are small (a few hundred MNIST digits, or the synthetic stand-in offline) so the
 whole file takes well under a minute on two cores.
 """
+import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import checkpoints, objectives, train
+from helpers import checkpoints, fid, objectives, train
 
 SMALL = dict(train_limit=512, val_limit=128, batch_size=64)
 REPO = Path(__file__).resolve().parent.parent
@@ -134,12 +136,106 @@ def _source():
     (dict(batch_size=0), "batch_size"),
     (dict(lr=-1.0), "lr"),
     (dict(batch_size=1024, train_limit=100), "larger than the training split"),
+    (dict(lr="1e-3"), "lr='1e-3' must be a positive number"),
+    (dict(epochs=True), "epochs=True must be an integer"),
+    (dict(train_limit="500"), "train_limit='500' must be an integer >= 1 or None"),
+    (dict(fid_every=1, fid_n=1), "fid_n=1 must be an integer >= 2"),
 ])
 def test_bad_configurations_fail_before_training(overrides, message, tmp_path):
     config = train.RunConfig(**{**dict(model="mnist-vae", epochs=1, batch_size=64, lr=1e-4), **overrides})
     with pytest.raises(ValueError, match=message):
         train.run(config, progress=False)
     assert not any((tmp_path / "checkpoints").glob("*/checkpoint.pt")), "nothing may be trained or saved"
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Make any training step fail the test: what is checked must be checked before training."""
+    def step(*args):
+        raise AssertionError("a training step ran before the configuration was checked")
+
+    monkeypatch.setattr(objectives.VAEObjective, "train_step", step)
+
+
+@pytest.mark.parametrize("broken", ["dims", "weights"])
+def test_fid_settings_and_weights_are_checked_before_the_first_epoch(broken, tmp_path, monkeypatch, no_training):
+    overrides = dict(fid_every=1, fid_n=50, fid_reference_n=50, fid_dims=64)
+    if broken == "dims":
+        overrides["fid_dims"], error, message = 100, ValueError, "dims=100"
+    else:  # an interrupted copy: the weights file is there but empty
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+        fid.weights_path().parent.mkdir(parents=True)
+        fid.weights_path().touch()
+        error, message = fid.BrokenWeightsError, str(fid.weights_path())
+    with pytest.raises(error, match=re.escape(message)):
+        train.run(small(**overrides), progress=False)
+
+
+def test_a_run_training_in_another_process_is_refused_before_loading_data(tmp_path, monkeypatch):
+    args = ["--model", "mnist-vae", "--epochs", "1000", "--train-limit", "512", "--val-limit", "128"]
+    config = train.config_for("mnist-vae", epochs=1000, train_limit=512, val_limit=128)
+    lock = checkpoints.run_folder({**config.__dict__, "data": _source()}) / checkpoints.LOCK
+    other = subprocess.Popen(_cli(args), env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (lock.exists() and lock.read_text() == str(other.pid)):
+            assert other.poll() is None and time.time() < deadline, "the other run ended or stalled before training"
+            time.sleep(0.05)
+        monkeypatch.setattr(train.data, "load", lambda *a, **k: pytest.fail("data loaded for a run in use"))
+        expected = re.escape(f"already in use by another process (pid {other.pid})")
+        with pytest.raises(checkpoints.RunInProgressError, match=expected):
+            train.run(config, progress=False)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_checkpoint_without_config_is_never_loaded(no_training):
+    folder = checkpoints.run_folder({**small().__dict__, "data": _source()})
+    checkpoints.save(folder, {}, {"epoch": 2})
+    (folder / checkpoints.CONFIG).unlink()  # e.g. copied without it: nothing says what trained it
+    for resume in (True, False):
+        with pytest.raises(checkpoints.CheckpointError, match="no config.json"):
+            train.run(small(), resume=resume, progress=False)
+
+
+def test_a_truncated_checkpoint_says_how_to_start_over_and_that_way_works():
+    config = small(epochs=1, train_limit=128, val_limit=64)
+    first = train.run(config, progress=False)
+    path = first.folder / checkpoints.CHECKPOINT
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(checkpoints.CheckpointError, match="resume=False"):
+        train.run(config, progress=False)
+    assert train.run(config, resume=False, progress=False).history == first.history
+
+
+def test_a_full_disk_stops_the_run_and_the_next_run_resumes_from_the_last_checkpoint(monkeypatch):
+    config, real_save, saves, disk_full = small(train_limit=128, val_limit=64), torch.save, [], [True]
+
+    def save_unless_full_at_epoch_2(state, f):
+        saves.append(state["epoch"])
+        if state["epoch"] == 2 and disk_full[0]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_save(state, f)
+
+    monkeypatch.setattr(torch, "save", save_unless_full_at_epoch_2)
+    with pytest.raises(OSError, match="is full"):
+        train.run(config, progress=False)
+    assert checkpoints.load(checkpoints.run_folder({**config.__dict__, "data": _source()}))["epoch"] == 1
+    disk_full[0] = False  # space was freed
+    assert [r["epoch"] for r in train.run(config, progress=False).history] == [1, 2]
+    assert saves == [1, 2, 2], "the next run must continue from the epoch-1 checkpoint, not start over"
+
+
+def test_an_unusable_checkpoint_folder_is_named_before_loading_data(tmp_path, monkeypatch):
+    (tmp_path / "a_file").touch()
+    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "a_file" / "checkpoints"))
+    monkeypatch.setattr(train.data, "load", lambda *a, **k: pytest.fail("data loaded before the folder was checked"))
+    with pytest.raises(OSError, match="Set DGM_CHECKPOINTS to a folder you can write to"):
+        train.run(small(), progress=False)
+    with pytest.raises(OSError, match="Set DGM_CHECKPOINTS to a writable folder"):
+        train.run(small(), folder=tmp_path / "a_file" / "run", progress=False)
 
 
 def test_unknown_setting_is_named():

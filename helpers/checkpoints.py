@@ -130,7 +130,8 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-def _torch_save(state: dict, path: Path) -> None:
+def torch_save(state: dict, path: Path) -> None:
+    """torch.save(state, path), for use inside :func:`atomic_write`."""
     # Through a Python file object: a full disk then raises OSError (ENOSPC), not an opaque RuntimeError.
     with open(path, "wb") as f:
         torch.save(state, f)
@@ -142,7 +143,7 @@ def save(folder: Path, config: dict, state: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / CONFIG).exists():
         atomic_write(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=1, sort_keys=True)))
-    atomic_write(folder / CHECKPOINT, lambda p: _torch_save(state, p))
+    atomic_write(folder / CHECKPOINT, lambda p: torch_save(state, p))
 
 
 def load(folder: Path, map_location=None):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import atomic_write, config_hash
+from .checkpoints import atomic_write, config_hash, torch_save
 from .paths import REPO_ROOT
 
 MANIFEST = "manifest.json"
@@ -106,7 +106,7 @@ def export(state: dict, identity: dict, *, results: str, half: bool) -> dict:
         model = {k: v.half() if v.is_floating_point() else v for k, v in model.items()}
     name = f"{identity['model']}-{config_hash(identity)}.pt"
     folder().mkdir(parents=True, exist_ok=True)
-    atomic_write(folder() / name, lambda p: torch.save(
+    atomic_write(folder() / name, lambda p: torch_save(
         {"model": model, "history": state["history"], "timings": state["timings"]}, p))
     entry = {"file": name, "sha256": sha256(folder() / name), "dtype": "float16" if half else "float32",
              "results": results, "identity": identity}

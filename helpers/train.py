@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from . import checkpoints, data, objectives
+from . import checkpoints, data, objectives, pretrained
 from .profile import device as default_device
 
 EVAL_BATCH = 500
@@ -103,13 +103,19 @@ def config_for(model: str, **overrides) -> RunConfig:
 @dataclass
 class Run:
     """A finished run: its model, per-epoch ``history`` (losses, FID: reproducible) and
-    ``timings`` (wall time, images/s: not), and the folder of its checkpoint."""
+    ``timings`` (wall time, images/s: not), and the folder of its checkpoint.
+
+    ``origin`` says where the model came from: ``"trained"`` (every epoch in this call),
+    ``"resumed"`` (a stopped run continued), ``"checkpoint"`` (a finished checkpoint loaded)
+    or ``"pretrained"`` (the weights shipped in ``pretrained/``, stored in float16 or float32).
+    """
 
     config: RunConfig
     objective: objectives.Objective
     history: list
     timings: list
     folder: Path
+    origin: str = "trained"
 
     @property
     def model(self):
@@ -256,15 +262,21 @@ def run(config: RunConfig, *, resume: bool = True, folder=None, progress: bool =
 def _train(config, spec, identity, folder, *, resume, progress, device) -> Run:
     """The body of :func:`run`, once the folder is known to be this configuration's and held."""
     rank, world_size = world()
-    train_images, val_images = _splits(config, spec, device)
     torch.manual_seed(derive_seed(config.seed, "init"))
     objective = spec.build(config)
     objective.model.to(device)
-    history, timings = [], []
     state = checkpoints.load(folder, map_location=device) if resume else None
+    if state is None and resume:
+        shipped = pretrained.load(identity, map_location=device)  # no data, no training: seconds
+        if shipped is not None:
+            objective.model.load_state_dict(shipped["model"])
+            return Run(config, objective, shipped["history"], shipped["timings"], folder, origin="pretrained")
+    history, timings, origin = [], [], "trained"
     if state is not None:
         objective.load_state_dict(state["objective"])
         history, timings = state["history"], state["timings"]
+        origin = "checkpoint" if len(history) == config.epochs else "resumed"
+    train_images, val_images = _splits(config, spec, device)
     if world_size > 1:
         objective.wrap(lambda m: DistributedDataParallel(m, device_ids=[device.index] if device.type == "cuda" else None))
 
@@ -280,7 +292,7 @@ def _train(config, spec, identity, folder, *, resume, progress, device) -> Run:
                                                 "history": history, "timings": timings})
         barrier()
     bar.close()
-    return Run(config, objective, history, timings, folder)
+    return Run(config, objective, history, timings, folder, origin)
 
 
 def _splits(config, spec, device) -> tuple:

@@ -101,3 +101,30 @@ def test_manifest_lists_the_results_file_of_each_entry():
         path = pretrained.REPO_ROOT / "results" / f"{entry['results']}.json"
         assert path.exists(), f"{entry['file']} names results/{entry['results']}.json, which does not exist"
         assert json.loads(path.read_text())["model"] == entry["results"]
+
+
+def test_train_run_falls_back_to_shipped_weights_and_says_so(shipped, tmp_path, monkeypatch):
+    """No checkpoint of the configuration: the shipped weights are loaded, without data or training."""
+    from helpers import checkpoints, objectives, train
+
+    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "first"))
+    config = train.config_for("mnist-vae", epochs=1, train_limit=256, val_limit=64)
+    first = train.run(config, progress=False)
+    assert first.origin == "trained"
+    state = checkpoints.load(first.folder)
+    identity = json.loads((first.folder / checkpoints.CONFIG).read_text())
+    pretrained.export(state, identity, results="mnist_vae", half=True)
+
+    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "fresh"))
+    monkeypatch.setattr(objectives.VAEObjective, "train_step", lambda *a: pytest.fail("shipped weights must not retrain"))
+    shipped_run = train.run(config, progress=False)
+    assert shipped_run.origin == "pretrained"
+    assert shipped_run.history == first.history
+    for mine, theirs in zip(shipped_run.model.parameters(), first.model.parameters()):
+        assert torch.equal(mine, theirs.detach().half().float())
+
+    monkeypatch.undo()  # training allowed again; the environment is set anew below
+    monkeypatch.setenv("DGM_PRETRAINED", str(shipped))
+    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "scratch"))
+    monkeypatch.setenv(pretrained.SWITCH, "0")
+    assert train.run(config, progress=False).origin == "trained", "BOOK_PRETRAINED=0 trains from scratch"

@@ -94,6 +94,7 @@ def test_finished_checkpoint_is_loaded_without_training(monkeypatch):
 
     monkeypatch.setattr(objectives.VAEObjective, "train_step", no_training)
     again = train.run(small(), progress=False)
+    assert (first.origin, again.origin) == ("trained", "checkpoint")
     assert again.history == first.history
     assert torch.equal(params(again.model), params(first.model))
 

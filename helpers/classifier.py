@@ -71,8 +71,13 @@ def load(config: ClassifierConfig = None, *, device=None, progress: bool = True)
     device = torch.device(device) if device else default_device()
     identity = {"model": "mnist-classifier", **dataclasses.asdict(config), "data": data.source("mnist")}
     folder = checkpoints.run_folder(identity)
-    checkpoints.check_folder(folder, identity)
+    with checkpoints.lock(folder):  # one process trains or loads a given classifier at a time
+        checkpoints.check_folder(folder, identity)
+        return _train_or_load(config, identity, folder, device, progress)
 
+
+def _train_or_load(config: ClassifierConfig, identity: dict, folder, device, progress: bool) -> nn.Module:
+    """The body of :func:`load`, inside the run folder's lock."""
     torch.manual_seed(derive_seed(config.seed, "init"))
     net = mnist_classifier().to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)

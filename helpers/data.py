@@ -38,7 +38,7 @@ from torchvision import datasets
 from PIL import Image
 from torchvision.transforms.v2.functional import center_crop, pil_to_tensor, resize
 
-from .checkpoints import atomic_write
+from .checkpoints import atomic_write, torch_save
 from .paths import cache_dir, data_root
 from .profile import PROFILE
 
@@ -313,7 +313,7 @@ def _imagenette_folder(root: Path, official: str, size: int) -> tuple:
         cached = torch.load(path, weights_only=True)
         return cached["images"], cached["labels"]
     images, labels = _decode_files(folder, files, size)
-    atomic_write(path, lambda tmp: torch.save({"images": images, "labels": labels}, tmp))
+    atomic_write(path, lambda tmp: torch_save({"images": images, "labels": labels}, tmp))
     return images, labels
 
 

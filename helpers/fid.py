@@ -33,7 +33,7 @@ from torchvision.models.inception import BasicConv2d
 from tqdm.auto import tqdm
 
 from . import data
-from .checkpoints import atomic_write
+from .checkpoints import atomic_write, torch_save
 from .paths import cache_dir
 from .profile import device as default_device
 
@@ -421,7 +421,7 @@ def _features_of(reference: data.Split, key: str, dims: int, batch_size: int = 5
         return features(reference.images, dims=dims, batch_size=batch_size, progress=progress)
 
     return _cached(path, lambda p: torch.load(p, weights_only=True).double(), compute,
-                   lambda feats, tmp: torch.save(feats.float(), tmp))
+                   lambda feats, tmp: torch_save(feats.float(), tmp))
 
 
 def _statistics_of(reference: data.Split, key: str, dims: int) -> tuple:

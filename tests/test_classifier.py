@@ -99,3 +99,15 @@ def test_stopped_training_resumes_and_matches_an_uninterrupted_run(monkeypatch, 
     assert resumed.history == uninterrupted.history
     for a, b in zip(resumed.parameters(), uninterrupted.parameters()):
         assert torch.equal(a, b), "resuming from the epoch-1 checkpoint must replay epoch 2 exactly"
+
+
+def test_a_classifier_held_by_another_run_is_refused_before_training(monkeypatch):
+    import dataclasses
+
+    from helpers import checkpoints, data
+
+    monkeypatch.setattr(classifier, "_train_epoch", lambda *a: pytest.fail("a held run folder must not be trained"))
+    identity = {"model": "mnist-classifier", **dataclasses.asdict(QUICK), "data": data.source("mnist")}
+    with checkpoints.lock(checkpoints.run_folder(identity)):
+        with pytest.raises(checkpoints.RunInProgressError, match="pid"):
+            classifier.load(QUICK, progress=False)

@@ -6,13 +6,15 @@ Modules, one concept each:
 - ``paths``: where data, caches, checkpoints and results live
 - ``data``: MNIST and Imagenette as in-memory uint8 tensors with the report's splits
 - ``losses``: ELBO terms (closed-form and Monte Carlo KL, Bernoulli likelihood), GAN losses on logits
-- ``models``: priors with ``sample``/``log_prob``, the report's MLP VAE and MLP GAN
+- ``models``: priors with ``sample``/``log_prob`` (Gaussian, ex-post mixture), the report's MLP VAE and MLP GAN
+- ``flows``: RealNVP affine coupling layers and the flow prior built from them
 - ``objectives``: one training step per model family (VAE, GAN) and the registry of trainable models
 - ``checkpoints``: run folders keyed by configuration, atomic checkpoint writes
 - ``train``: the one training loop (progress, resume, divergence guard, torchrun/DDP) and its CLI
 - ``fid``: the Fréchet Inception Distance in memory, with cached reference statistics
 - ``classifier``: a small MNIST digit classifier, trained once and cached, to judge generated digits
 - ``results``: ``results/<name>.json`` of full-profile runs
+- ``pretrained``: the shipped weights in ``pretrained/`` and their SHA-256 manifest
 - ``plots``, ``explore``, ``source``: figures, latent interpolation, showing the book's code in a chapter
 """
 from .profile import PROFILE, banner, device, pick

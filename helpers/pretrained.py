@@ -2,7 +2,8 @@
 
 ``pretrained/manifest.json`` lists one entry per finished run: the run's identity (its
 configuration and data source, exactly what names its checkpoint folder), the file, its
-SHA-256, the storage dtype and the results file whose numbers it produced. A file holds
+SHA-256, the storage dtype and the results file whose numbers it produced (null for a run
+whose chapter has not recorded its numbers yet). A file holds
 what a finished checkpoint holds minus the optimizer state: the model's weights, the
 per-epoch history and the timings of the original run.
 
@@ -94,12 +95,13 @@ def load(identity: dict, map_location=None):
     return state
 
 
-def export(state: dict, identity: dict, *, results: str, half: bool) -> dict:
+def export(state: dict, identity: dict, *, results, half: bool) -> dict:
     """Write a finished run's weights to ``pretrained/`` and list them in the manifest.
 
-    ``state``: a checkpoint as :func:`helpers.train.run` saves it; ``results``: the results
-    file its numbers went to; ``half``: store floating-point weights as float16 (halves the
-    size; only where measured harmless for the model's FID). Returns the manifest entry.
+    ``state``: a checkpoint as :func:`helpers.train.run` saves it; ``results``: the name of
+    the results file its numbers went to (None while no chapter has recorded them yet);
+    ``half``: store floating-point weights as float16 (halves the size; only where measured
+    harmless for the model's FID). Returns the manifest entry.
     """
     model = state["objective"]["model"]
     if half:

@@ -98,6 +98,8 @@ def test_the_switch_turns_the_fallback_off(shipped, monkeypatch):
 
 def test_manifest_lists_the_results_file_of_each_entry():
     for entry in pretrained.manifest()["runs"]:
+        if entry["results"] is None:  # trained, but no chapter has recorded its numbers yet
+            continue
         path = pretrained.REPO_ROOT / "results" / f"{entry['results']}.json"
         assert path.exists(), f"{entry['file']} names results/{entry['results']}.json, which does not exist"
         assert json.loads(path.read_text())["model"] == entry["results"]

@@ -140,9 +140,11 @@ class MLPDiscriminator(nn.Module):
     that x is real. A single logit, D = sigmoid(logit), is what the GAN objective needs.
     """
 
-    def __init__(self, pixels: int = 1024, spectral_norm: bool = False):
+    def __init__(self, pixels: int = 1024, spectral_norm: bool = False, hidden=(1024, 512, 256)):
+        """``hidden``: the widths of the hidden layers; the report's by default, (512, 256) for the
+        smaller discriminator of :func:`mnist_gan_small_d`."""
         super().__init__()
-        self.net = nn.Sequential(mlp([pixels, 1024, 512, 256], leaky_relu), leaky_relu(), nn.Linear(256, 1))
+        self.net = nn.Sequential(mlp([pixels, *hidden], leaky_relu), leaky_relu(), nn.Linear(hidden[-1], 1))
         if spectral_norm:
             # Divide every weight matrix by its largest singular value (Miyato et al., 2018): D becomes
             # 1-Lipschitz, so it cannot grow arbitrarily confident; not in the report.
@@ -251,3 +253,37 @@ def mnist_gan(latent_dim: int = 100, spectral_norm: bool = False) -> GAN:
     """The report's MNIST GAN (eqs. 3.3-3.4) with a single-logit discriminator;
     ``spectral_norm`` normalizes the discriminator's layers (not in the report)."""
     return GAN(MLPDecoder(latent_dim), MLPDiscriminator(spectral_norm=spectral_norm), latent_dim)
+
+
+class BatchNormGenerator(nn.Module):
+    """G(z) of the standard MLP GAN recipe: the report's sizes 100 -> 256 -> 512 -> 1024 -> 1024, but each
+    hidden layer followed by batch norm and LeakyReLU(0.2) instead of ReLU. Returns logits like
+    :class:`MLPDecoder`. Batch norm rescales each hidden unit to unit variance across the batch (then
+    a learned scale and shift), so differences between latents are not shrunk away layer by layer.
+    The layout is that of common MLP GAN code, e.g. the PyTorch-GAN collection's ``gan.py``.
+
+    In training mode batch norm normalizes with the batch's own statistics (so a batch needs at least
+    2 latents); in eval mode with running averages, as for sampling after training.
+    """
+
+    def __init__(self, latent_dim: int = 100, image_shape=IMAGE_SHAPE):
+        super().__init__()
+        self.image_shape = image_shape
+        sizes = [latent_dim, 256, 512, 1024]
+        layers = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), leaky_relu()]
+        pixels = image_shape[0] * image_shape[1] * image_shape[2]
+        self.net = nn.Sequential(*layers, nn.Linear(sizes[-1], pixels))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z: ... x D -> logits ... x C x H x W (batch norm sees all leading axes as one batch)."""
+        logits = self.net(z.reshape(-1, z.shape[-1]))
+        return logits.reshape(*z.shape[:-1], *self.image_shape)
+
+
+def mnist_gan_small_d(latent_dim: int = 100) -> GAN:
+    """A standard MLP GAN recipe, not the report's: :class:`BatchNormGenerator` and a smaller
+    discriminator 1024 -> 512 -> 256 -> 1 (LeakyReLU 0.2). Chapter 6's control that separates the
+    report's architecture from the book's objective and training loop."""
+    return GAN(BatchNormGenerator(latent_dim), MLPDiscriminator(hidden=(512, 256)), latent_dim)

@@ -217,3 +217,46 @@ def test_optimal_discriminator_at_equal_densities_is_one_half_and_loss_is_log4()
     loss = discriminator_loss(logits[real_idx], logits[real_idx])
     assert math.isclose(loss.item(), math.log(4), rel_tol=1e-14), (
         f"with p_g = p_data, D* = 1/2 everywhere and the loss is 2 log 2 = log 4 = {math.log(4):.6f}; got {loss.item():.6f}.")
+
+
+# ------------------------------------------------------------------ noisy target labels (the report's improvement)
+
+def test_noisy_labels_lie_in_their_ranges_and_change_at_every_call():
+    from helpers.losses import NOISY_FAKE_TARGETS, NOISY_REAL_TARGETS, noisy_labels
+
+    torch.manual_seed(0)
+    logits = torch.zeros(10_000)
+    for (low, high) in (NOISY_REAL_TARGETS, NOISY_FAKE_TARGETS):
+        first, second = noisy_labels(logits, low, high), noisy_labels(logits, low, high)
+        for labels in (first, second):
+            assert labels.shape == logits.shape and labels.min() >= low and labels.max() <= high, (
+                f"noisy labels must lie in [{low}, {high}]; got [{labels.min():.3f}, {labels.max():.3f}].")
+            assert labels.min() < low + 0.01 and labels.max() > high - 0.01 and abs(labels.mean() - (low + high) / 2) < 0.01, \
+                f"10,000 uniform draws should fill [{low}, {high}] with mean {(low + high) / 2}"
+        assert not torch.equal(first, second), "the labels are drawn afresh at every call, not fixed once"
+    assert NOISY_REAL_TARGETS == (0.7, 1.0) and NOISY_FAKE_TARGETS == (0.0, 0.3)
+
+
+def test_discriminator_loss_with_soft_targets_is_the_bce_against_them(moderate_logits):
+    real, fake = moderate_logits
+    y_real, y_fake = torch.full_like(real, 0.8), torch.full_like(fake, 0.1)
+    s_real, s_fake = torch.sigmoid(real), torch.sigmoid(fake)
+    expected = (-(y_real * s_real.log() + (1 - y_real) * (1 - s_real).log()).mean()
+                - (y_fake * s_fake.log() + (1 - y_fake) * (1 - s_fake).log()).mean())
+    assert torch.isclose(discriminator_loss(real, fake, y_real, y_fake), expected, rtol=1e-10)
+    assert torch.equal(discriminator_loss(real, fake, torch.ones_like(real), torch.zeros_like(fake)),
+                       discriminator_loss(real, fake)), "without targets, real is labelled 1 and fake 0"
+
+
+def test_noisy_label_loss_uses_fresh_labels_in_the_stated_ranges(monkeypatch, moderate_logits):
+    from helpers import losses
+
+    real, fake = moderate_logits
+    seen = []
+    monkeypatch.setattr(losses, "discriminator_loss", lambda r, f, yr, yf: seen.append((yr, yf)) or torch.tensor(0.0))
+    losses.discriminator_loss_noisy_labels(real, fake)
+    losses.discriminator_loss_noisy_labels(real, fake)
+    (r1, f1), (r2, f2) = seen
+    assert r1.shape == real.shape and f1.shape == fake.shape
+    assert 0.7 <= r1.min() and r1.max() <= 1.0 and 0.0 <= f1.min() and f1.max() <= 0.3
+    assert not torch.equal(r1, r2) and not torch.equal(f1, f2), "fresh labels at every step"

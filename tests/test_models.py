@@ -142,3 +142,30 @@ def test_mixture_prior_fit_recovers_two_clusters():
     torch.manual_seed(0)
     draws = prior.sample(20_000)
     assert (draws[:, 0] > 0).float().mean().item() == pytest.approx(0.25, abs=0.02), "samples follow the weights"
+
+
+def test_small_d_recipe_has_batch_norm_in_g_and_the_stated_sizes():
+    gan = models.mnist_gan_small_d(latent_dim=100)
+    sizes = lambda net: [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert sizes(gan.generator) == [(100, 256), (256, 512), (512, 1024), (1024, 1024)], "G keeps the report's sizes"
+    assert sizes(gan.discriminator) == [(1024, 512), (512, 256), (256, 1)], "D is the smaller 1024-512-256-1"
+    g_layers = list(gan.generator.net)
+    kinds = [type(m).__name__ for m in g_layers]
+    assert kinds == ["Linear", "BatchNorm1d", "LeakyReLU"] * 3 + ["Linear"], \
+        f"G: batch norm and LeakyReLU after every hidden layer, a plain linear output of logits; got {kinds}"
+    slopes = {m.negative_slope for m in gan.modules() if isinstance(m, torch.nn.LeakyReLU)}
+    assert slopes == {0.2}, "LeakyReLU(0.2) throughout"
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in gan.discriminator.modules()), "no batch norm in D"
+    assert models.MLPDiscriminator().net[-1].in_features == 256 and len(sizes(models.MLPDiscriminator())) == 4, \
+        "the report's D is unchanged by default"
+
+
+def test_batch_norm_generator_takes_any_leading_axes_and_samples_in_range():
+    torch.manual_seed(0)
+    gan = models.mnist_gan_small_d(latent_dim=8)
+    gan.eval()  # running statistics: each latent's image does not depend on the rest of the batch
+    z = torch.randn(3, 5, 8)
+    images = gan.decode(z)
+    assert images.shape == (3, 5, 1, 32, 32) and 0 <= images.min() and images.max() <= 1
+    assert torch.allclose(images[1, 2], gan.decode(z[1, 2:3])[0], atol=1e-6)
+    assert gan.discriminator(images[0]).shape == (5,)

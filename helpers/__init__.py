@@ -11,6 +11,7 @@ Modules, one concept each:
 - ``objectives``: one training step per model family (VAE, GAN) and the registry of trainable models
 - ``checkpoints``: run folders keyed by configuration, atomic checkpoint writes
 - ``train``: the one training loop (progress, resume, divergence guard, torchrun/DDP) and its CLI
+- ``gan_diagnostics``: per-epoch measurements of a GAN generator's saturation, gradients and Adam step
 - ``fid``: the Fréchet Inception Distance in memory, with cached reference statistics
 - ``classifier``: a small MNIST digit classifier, trained once and cached, to judge generated digits
 - ``results``: ``results/<name>.json`` of full-profile runs

@@ -270,6 +270,7 @@ def _train(config, spec, identity, folder, *, resume, progress, device) -> Run:
         shipped = pretrained.load(identity, map_location=device)  # no data, no training: seconds
         if shipped is not None:
             objective.model.load_state_dict(shipped["model"])
+            objective.model.eval()
             return Run(config, objective, shipped["history"], shipped["timings"], folder, origin="pretrained")
     history, timings, origin = [], [], "trained"
     if state is not None:
@@ -292,6 +293,7 @@ def _train(config, spec, identity, folder, *, resume, progress, device) -> Run:
                                                 "history": history, "timings": timings})
         barrier()
     bar.close()
+    objective.model.eval()  # ready to sample: batch norm uses its running statistics, not the batch's
     return Run(config, objective, history, timings, folder, origin)
 
 

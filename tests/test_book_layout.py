@@ -45,3 +45,30 @@ def test_intro_chapter_map_links_every_written_chapter():
             f"as [Title]({path.name})"
         )
         assert "(planned)" not in item.group(1), f"item {number}. of book/intro.md still says planned"
+
+
+def test_code_shown_in_chapters_is_the_code_of_the_package():
+    """``source.show(obj)`` outputs saved in a chapter equal ``obj``'s source today: the page and the package
+    never disagree (re-run the cell, or the chapter, after changing shown code)."""
+    import importlib
+    import inspect
+    import json
+
+    def resolve(expr):
+        module, *attributes = expr.strip().split(".")
+        obj = importlib.import_module(f"helpers.{module}")
+        for name in attributes:
+            obj = getattr(obj, name)
+        return obj
+
+    for path in sorted(BOOK.glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            text = "".join(cell["source"])
+            if cell["cell_type"] != "code" or "source.show(" not in text:
+                continue
+            shown = [o["data"]["text/markdown"] for o in cell.get("outputs", [])
+                     if "text/markdown" in o.get("data", {})]
+            shown = ["".join(s) if isinstance(s, list) else s for s in shown]
+            for expr, saved in zip(re.findall(r"source\.show\(([^)]+)\)", text), shown):
+                current = f"```python\n{inspect.getsource(resolve(expr)).rstrip()}\n```"
+                assert saved == current, f"{path.name}: the saved output of source.show({expr}) is stale"

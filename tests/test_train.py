@@ -95,6 +95,7 @@ def test_finished_checkpoint_is_loaded_without_training(monkeypatch):
     monkeypatch.setattr(objectives.VAEObjective, "train_step", no_training)
     again = train.run(small(), progress=False)
     assert (first.origin, again.origin) == ("trained", "checkpoint")
+    assert not first.model.training and not again.model.training, "a finished run is returned ready to sample"
     assert again.history == first.history
     assert torch.equal(params(again.model), params(first.model))
 

@@ -1,0 +1,64 @@
+"""The ONNX decoders the web page runs agree with PyTorch (onnxruntime on CPU), for every kind of model."""
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from helpers import data, explore, flows, models, objectives, onnx_export, pretrained, train
+
+
+def trained_looking_flow_vae():
+    """A flow-prior VAE whose couplings are not the identity (a new flow is: its last layers start at zero)."""
+    torch.manual_seed(1)
+    vae = models.mnist_vae(prior=flows.RealNVPPrior(100))
+    for coupling in vae.prior.couplings:
+        torch.nn.init.normal_(coupling.net[-1].weight, std=0.05)
+    return vae.eval()
+
+
+@pytest.mark.parametrize("make", [lambda: models.mnist_vae().eval(), trained_looking_flow_vae,
+                                  lambda: models.mnist_gan_small_d().eval()], ids=["vae", "flow-vae", "gan"])
+def test_onnx_decoder_equals_pytorch_within_1e_4(make, tmp_path):
+    decoder = explore.BaseDecoder(make())
+    path = tmp_path / "decoder.onnx"
+    assert onnx_export.export_checked(decoder, path) <= onnx_export.TOLERANCE
+    for n in (1, 5):  # the batch size is not fixed by the export
+        codes = 2 * torch.randn(n, 100, generator=torch.Generator().manual_seed(n))
+        assert onnx_export.max_difference(decoder, path, codes) <= onnx_export.TOLERANCE
+
+
+def test_flow_vae_decoder_passes_codes_through_the_inverse_flow(tmp_path):
+    """Without F^-1 in the exported network the flow VAE's images would be those of u, not z = F^-1(u)."""
+    vae = trained_looking_flow_vae()
+    u = torch.randn(3, 100, generator=torch.Generator().manual_seed(2))
+    assert not torch.allclose(explore.BaseDecoder(vae)(u), vae.decode(u), atol=1e-3)
+    assert torch.allclose(explore.BaseDecoder(vae)(u), vae.decode(vae.prior.inverse(u)), atol=1e-6)
+
+
+def test_a_file_of_other_weights_is_caught(tmp_path):
+    vae = models.mnist_vae().eval()
+    decoder = explore.BaseDecoder(vae)
+    path = onnx_export.export(decoder, tmp_path / "decoder.onnx")
+    with torch.no_grad():
+        vae.decoder.net[-1].bias += 0.1
+    assert onnx_export.max_difference(decoder, path, torch.randn(4, 100)) > 1e-2
+
+
+def test_main_exports_exactly_the_shipped_models(tmp_path, monkeypatch):
+    """Shipped mnist-vae weights (random ones, stored in fp16) and no flow VAE: one file, from those weights."""
+    monkeypatch.setenv("DGM_PRETRAINED", str(tmp_path / "pretrained"))
+    monkeypatch.setenv(pretrained.SWITCH, "1")
+    config = train.config_for("mnist-vae", seed=0)
+    torch.manual_seed(3)
+    vae = models.mnist_vae()
+    identity = {**dataclasses.asdict(config), "data": data.source(objectives.spec("mnist-vae").dataset)}
+    pretrained.export({"objective": {"model": vae.state_dict()}, "history": [], "timings": []}, identity,
+                      results=None, half=True)
+    written = onnx_export.main([str(tmp_path / "out")])
+    assert list(written) == ["vae"] and json.loads((tmp_path / "out" / "decoders.json").read_text()) == written
+    assert not (tmp_path / "out" / "flow-vae.onnx").exists()
+    shipped = onnx_export.shipped_model("vae")
+    assert all(torch.equal(a, b.half().float()) for a, b in zip(shipped.parameters(), vae.parameters()))
+    assert onnx_export.max_difference(explore.BaseDecoder(shipped), tmp_path / "out" / "vae.onnx",
+                                      torch.randn(4, 100)) <= onnx_export.TOLERANCE

@@ -14,15 +14,15 @@ CHROMIUM := /usr/bin/chromium
 # --all: re-read every page, or warnings of unchanged pages would not show up again.
 BUILD_FLAGS := -W -n --keep-going --all
 
-.PHONY: book test setup web-assets build unit-tests notebooks browser-test chromium clean
+.PHONY: book test setup web-assets explorer-assets build unit-tests notebooks browser-test chromium clean
 
-book: setup web-assets build
+book: setup web-assets explorer-assets build
 	@echo
 	@echo "The book is built. Open this file in a browser:"
 	@echo "    $(CURDIR)/$(HTML)/index.html"
 
 test:
-	@echo "==> setup: .venv and web assets";               time $(MAKE) --no-print-directory setup web-assets
+	@echo "==> setup: .venv and web assets";               time $(MAKE) --no-print-directory setup web-assets explorer-assets
 	@echo "==> [1/4] unit tests";                         time $(MAKE) --no-print-directory unit-tests
 	@echo "==> [2/4] every chapter, quick profile (nbval)"; time $(MAKE) --no-print-directory notebooks
 	@echo "==> [3/4] strict build of the website";          time $(MAKE) --no-print-directory build
@@ -39,8 +39,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-# MathJax, require.js and the widget manager, copied out of their npm packages so that the
-# pages render math and widgets with no CDN (_ext/offline_assets.py points the build at them).
+# MathJax, require.js, the widget manager and onnxruntime-web (its one-thread wasm build), copied
+# out of their npm packages so that the pages render math and widgets and run the latent explorer
+# with no CDN (_ext/offline_assets.py points the build at them).
 web-assets: web_assets/.installed
 
 web_assets/.installed: package.json package-lock.json
@@ -55,7 +56,18 @@ web_assets/.installed: package.json package-lock.json
 	cp node_modules/requirejs/require.js web_assets/require.js; \
 	cp -r node_modules/@jupyter-widgets/html-manager/dist web_assets/html-manager; \
 	rm -f web_assets/html-manager/*.map; \
+	mkdir web_assets/onnxruntime; \
+	cp node_modules/onnxruntime-web/dist/{ort.wasm.min.js,ort-wasm-simd-threaded.mjs,ort-wasm-simd-threaded.wasm} web_assets/onnxruntime/; \
 	touch $@
+
+# The latent explorer's decoders as ONNX files, derived from the shipped weights in pretrained/ ($DGM_PRETRAINED)
+# (helpers/onnx_export.py; each checked against PyTorch). Served with the other web assets.
+explorer-assets: setup web-assets
+	@if [ -f web_assets/.installed ]; then $(MAKE) --no-print-directory web_assets/explorer/decoders.json; fi
+
+web_assets/explorer/decoders.json: web_assets/.installed $(wildcard $(or $(DGM_PRETRAINED),pretrained)/*) helpers/onnx_export.py helpers/explore.py
+	rm -rf web_assets/explorer
+	OMP_NUM_THREADS=1 $(BIN)/python -m helpers.onnx_export web_assets/explorer
 
 # ---- build -------------------------------------------------------------------------
 # Pages come from the outputs committed in the notebooks (execute_notebooks: "off").

@@ -7,13 +7,12 @@ checked against PyTorch with onnxruntime on CPU before it is kept. The files are
 the weights alone, so they are rebuilt, never committed.
 """
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
-from . import data, explore, objectives, pretrained, train
+from . import explore, objectives, pretrained, train
 
 # Models with a decoder from base codes, as the static explorer names them: registry name and seed.
 EXPLORABLE = {"vae": ("mnist-vae", 0), "flow-vae": ("mnist-flow-vae", 0)}
@@ -64,34 +63,43 @@ def export_checked(decoder: explore.BaseDecoder, path: Path) -> float:
 
 
 def shipped_model(name: str):
-    """The shipped model of an explorer name (see ``EXPLORABLE``) in eval mode, or None when its weights
-    are not in ``pretrained/``. Reads only ``pretrained/``: never a local checkpoint, never trains."""
+    """(model in eval mode, SHA-256 of its weights file) of an explorer name (see ``EXPLORABLE``), or None
+    when ``pretrained/`` has no full-data run of that model and seed. Reads only ``pretrained/``: never a
+    local checkpoint, never trains. Settings that do not change the weights' meaning (e.g. how often
+    FID was measured) are not matched; two candidate runs are an error rather than a guess."""
     model, seed = EXPLORABLE[name]
-    config = train.config_for(model, seed=seed)
-    spec = objectives.spec(model)
-    state = pretrained.load({**dataclasses.asdict(config), "data": data.source(spec.dataset)}, map_location="cpu")
+    entries = [e for e in pretrained.manifest()["runs"] if e["identity"]["model"] == model
+               and e["identity"]["seed"] == seed and e["identity"].get("train_limit") is None]
+    if len(entries) > 1:
+        raise pretrained.PretrainedError(f"{len(entries)} shipped runs of {model} seed {seed} "
+                                         f"({', '.join(e['file'] for e in entries)}): which one the explorer shows "
+                                         f"is ambiguous; ship one.")
+    state = pretrained.load(entries[0]["identity"], map_location="cpu") if entries else None
     if state is None:
         return None
+    config = train.RunConfig(**{k: v for k, v in entries[0]["identity"].items() if k != "data"})
     torch.manual_seed(0)  # construction draws initial weights, all replaced below
-    network = spec.build(config).model
+    network = objectives.spec(model).build(config).model
     network.load_state_dict(state["model"])
-    return network.eval()
+    return network.eval(), entries[0]["sha256"]
 
 
 def main(argv=None) -> dict:
-    """Export every shipped explorable model to OUT; write OUT/decoders.json (name -> file, D, max difference)."""
+    """Export every shipped explorable model to OUT; write OUT/decoders.json: name -> file, SHA-256 of the
+    weights it came from (the page checks it against the codes it embeds), D and the max difference."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the .onnx files")
     out = parser.parse_args(argv).out
     written = {}
     for name in EXPLORABLE:
-        model = shipped_model(name)
-        if model is None:
+        shipped = shipped_model(name)
+        if shipped is None:
             print(f"{name}: no shipped weights in {pretrained.folder()}, not exported")
             continue
-        decoder = explore.BaseDecoder(model)
+        decoder = explore.BaseDecoder(shipped[0])
         difference = export_checked(decoder, out / f"{name}.onnx")
-        written[name] = {"file": f"{name}.onnx", "latent_dim": decoder.latent_dim, "max_difference": difference}
+        written[name] = {"file": f"{name}.onnx", "weights": shipped[1], "latent_dim": decoder.latent_dim,
+                         "max_difference": difference}
         print(f"{name}: {out / f'{name}.onnx'} (max |ONNX - PyTorch| = {difference:.1e})")
     out.mkdir(parents=True, exist_ok=True)
     (out / "decoders.json").write_text(json.dumps(written, indent=1) + "\n")

@@ -49,16 +49,22 @@ def test_main_exports_exactly_the_shipped_models(tmp_path, monkeypatch):
     """Shipped mnist-vae weights (random ones, stored in fp16) and no flow VAE: one file, from those weights."""
     monkeypatch.setenv("DGM_PRETRAINED", str(tmp_path / "pretrained"))
     monkeypatch.setenv(pretrained.SWITCH, "1")
-    config = train.config_for("mnist-vae", seed=0)
+    config = train.config_for("mnist-vae", seed=0, fid_every=5, fid_n=500)  # FID settings do not matter
     torch.manual_seed(3)
     vae = models.mnist_vae()
     identity = {**dataclasses.asdict(config), "data": data.source(objectives.spec("mnist-vae").dataset)}
-    pretrained.export({"objective": {"model": vae.state_dict()}, "history": [], "timings": []}, identity,
-                      results=None, half=True)
+    entry = pretrained.export({"objective": {"model": vae.state_dict()}, "history": [], "timings": []}, identity,
+                              results=None, half=True)
     written = onnx_export.main([str(tmp_path / "out")])
     assert list(written) == ["vae"] and json.loads((tmp_path / "out" / "decoders.json").read_text()) == written
     assert not (tmp_path / "out" / "flow-vae.onnx").exists()
-    shipped = onnx_export.shipped_model("vae")
+    assert written["vae"]["weights"] == entry["sha256"]
+    shipped, sha = onnx_export.shipped_model("vae")
+    assert sha == entry["sha256"]
     assert all(torch.equal(a, b.half().float()) for a, b in zip(shipped.parameters(), vae.parameters()))
     assert onnx_export.max_difference(explore.BaseDecoder(shipped), tmp_path / "out" / "vae.onnx",
                                       torch.randn(4, 100)) <= onnx_export.TOLERANCE
+    pretrained.export({"objective": {"model": vae.state_dict()}, "history": [], "timings": []},
+                      {**identity, "fid_every": 0}, results=None, half=True)
+    with pytest.raises(pretrained.PretrainedError, match="ambiguous"):
+        onnx_export.shipped_model("vae")

@@ -59,6 +59,13 @@
     name.style.minWidth = "9em";
     element.dataset.control = key;  // how tests find it
     row.append(name, element);
+    if (element.type === "range") {  // show a slider's value next to it
+      const value = document.createElement("span");
+      const show = () => { value.textContent = (+element.value).toFixed(2); };
+      element.addEventListener("input", show);
+      show();
+      row.appendChild(value);
+    }
     parent.appendChild(row);
     return element;
   }
@@ -131,6 +138,14 @@
       }
       ui.mode.options[1].disabled = !model.pca;
       if (!model.pca) ui.mode.value = "0";
+      showMode();
+    }
+
+    // Only the controls of the current mode are active.
+    function showMode() {
+      const interpolating = ui.mode.value === "0";
+      for (const element of [ui.from, ui.to, ui.kind, ui.t]) element.disabled = !interpolating;
+      for (const element of ui.pcs) element.disabled = interpolating;
     }
 
     function code() {
@@ -175,7 +190,8 @@
     }
 
     ui.model.addEventListener("change", () => { fillEndpoints(); redraw(); });
-    for (const element of [ui.mode, ui.from, ui.to, ui.kind]) element.addEventListener("change", redraw);
+    ui.mode.addEventListener("change", () => { showMode(); redraw(); });
+    for (const element of [ui.from, ui.to, ui.kind]) element.addEventListener("change", redraw);
     for (const element of [ui.t, ...ui.pcs]) element.addEventListener("input", redraw);
     fillEndpoints();
     await redraw();

@@ -16,7 +16,8 @@ Modules, one concept each:
 - ``classifier``: a small MNIST digit classifier, trained once and cached, to judge generated digits
 - ``results``: ``results/<name>.json`` of full-profile runs
 - ``pretrained``: the shipped weights in ``pretrained/`` and their SHA-256 manifest
-- ``plots``, ``explore``, ``source``: figures, latent interpolation, showing the book's code in a chapter
+- ``plots``, ``explore``, ``source``: figures, latent interpolation and the widget explorer, showing the book's code in a chapter
+- ``onnx_export``, ``explorer_page``: the shipped decoders as ONNX files, and the explorer that runs them in the browser
 """
 from .profile import PROFILE, banner, device, pick
 

@@ -5,19 +5,11 @@ import json
 import pytest
 import torch
 
-from helpers import data, explore, flows, models, objectives, onnx_export, pretrained, train
+from builders import flow_vae
+from helpers import data, explore, models, objectives, onnx_export, pretrained, train
 
 
-def trained_looking_flow_vae():
-    """A flow-prior VAE whose couplings are not the identity (a new flow is: its last layers start at zero)."""
-    torch.manual_seed(1)
-    vae = models.mnist_vae(prior=flows.RealNVPPrior(100))
-    for coupling in vae.prior.couplings:
-        torch.nn.init.normal_(coupling.net[-1].weight, std=0.05)
-    return vae.eval()
-
-
-@pytest.mark.parametrize("make", [lambda: models.mnist_vae().eval(), trained_looking_flow_vae,
+@pytest.mark.parametrize("make", [lambda: models.mnist_vae().eval(), flow_vae,
                                   lambda: models.mnist_gan_small_d().eval()], ids=["vae", "flow-vae", "gan"])
 def test_onnx_decoder_equals_pytorch_within_1e_4(make, tmp_path):
     decoder = explore.BaseDecoder(make())
@@ -30,7 +22,7 @@ def test_onnx_decoder_equals_pytorch_within_1e_4(make, tmp_path):
 
 def test_flow_vae_decoder_passes_codes_through_the_inverse_flow(tmp_path):
     """Without F^-1 in the exported network the flow VAE's images would be those of u, not z = F^-1(u)."""
-    vae = trained_looking_flow_vae()
+    vae = flow_vae()
     u = torch.randn(3, 100, generator=torch.Generator().manual_seed(2))
     assert not torch.allclose(explore.BaseDecoder(vae)(u), vae.decode(u), atol=1e-3)
     assert torch.allclose(explore.BaseDecoder(vae)(u), vae.decode(vae.prior.inverse(u)), atol=1e-6)

@@ -352,10 +352,14 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     leaves small imaginary parts, and a singular product (fewer samples than dimensions) can
     make it fail, which pytorch-fid patches by adding 1e-6 to the diagonals. Only the trace is
     needed, though, and it is the sum of the square roots of the eigenvalues of sigma1 sigma2.
-    These equal the eigenvalues of the symmetric positive semi-definite matrix
-    sigma1^{1/2} sigma2 sigma1^{1/2} (the two matrices are similar), which a symmetric
-    eigensolver returns as real numbers >= 0 up to round-off: no complex parts, no failure when
-    singular, and faster than ``sqrtm`` (2-5x at D = 2048 on a 2-core CPU).
+    With A = sigma1^{1/2} and B = sigma1^{1/2} sigma2, sigma1 sigma2 = AB and
+    sigma1^{1/2} sigma2 sigma1^{1/2} = BA, and AB and BA have the same eigenvalues for any
+    square A and B (the same characteristic polynomial; no inverse needed, so singular
+    covariances are covered). BA is symmetric and positive semi-definite: a symmetric
+    eigensolver returns its eigenvalues as real numbers >= 0 up to round-off, with no complex
+    parts and no failure when singular. It is also faster than ``sqrtm``: chapter 7
+    (book/07_fid.ipynb, section 4) times both, once each, on the 2048-d statistics of two halves
+    of the MNIST test digits.
     """
     mu1, mu2 = _as_numpy(mu1, "mu1", 1), _as_numpy(mu2, "mu2", 1)
     sigma1, sigma2 = _as_numpy(sigma1, "sigma1", 2), _as_numpy(sigma2, "sigma2", 2)

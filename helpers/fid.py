@@ -6,6 +6,10 @@ set, and reports the Fréchet (2-Wasserstein) distance between the two Gaussians
 
     FID = ||mu_1 - mu_2||^2 + tr(Sigma_1 + Sigma_2 - 2 (Sigma_1 Sigma_2)^{1/2})
 
+The Kernel Inception Distance (KID; Bińkowski et al., 2018) compares the same features
+without fitting Gaussians: an unbiased estimate of the squared maximum mean discrepancy
+(MMD^2) under the kernel k(x, y) = (x^T y / D + 1)^3, averaged over subsets of the samples.
+
 The network and its weights are pytorch-fid's ``InceptionV3`` (loaded from the torch
 hub cache, so ``TORCH_HOME`` decides where the file lives). Images never go to disk:
 tensors or a sampling function go straight through the network, in batches.
@@ -45,6 +49,7 @@ MISSING_WEIGHTS_EXIT = 3  # exit status of ``python -m helpers.fid`` when the we
 # entry or eigenvalue: float32 round-off reaches about 1e-5 at D = 2048; a matrix that is not a
 # covariance is off by far more.
 COVARIANCE_RTOL = 1e-4
+KID_SUBSET_SIZE = 1000  # samples per KID subset: the usual size (Bińkowski et al.'s code, torchmetrics)
 
 
 class WeightsNotFoundError(RuntimeError):
@@ -56,22 +61,46 @@ class BrokenWeightsError(RuntimeError):
 
 
 @dataclass
+class KIDResult:
+    """A KID estimate: the mean of unbiased MMD^2 estimates over disjoint subsets, and the
+    standard error of that mean (see :func:`kernel_inception_distance`)."""
+
+    value: float
+    standard_error: float
+    n_subsets: int
+    subset_size: int
+
+    def __str__(self) -> str:
+        return (f"KID {self.value:.3g} ± {self.standard_error:.2g} "
+                f"({self.n_subsets} subsets of {self.subset_size:,})")
+
+
+@dataclass
 class FIDResult:
-    """One FID value and what it was computed from (the ``"fid"`` object of a results JSON)."""
+    """One FID value and what it was computed from (the ``"fid"`` object of a results JSON),
+    with the KID of the same features when it was asked for."""
 
     value: float
     n_generated: int
     reference: str  # the reference split, e.g. "mnist/test"
     n_reference: int
     dims: int
+    kid: KIDResult = None
+
+    def __post_init__(self):
+        if isinstance(self.kid, dict):  # read back from a results JSON
+            self.kid = KIDResult(**self.kid)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        fields = asdict(self)
+        if self.kid is None:  # results files written without KID keep their shape
+            del fields["kid"]
+        return fields
 
     def __str__(self) -> str:
         value = f"{self.value:.1f}" if self.value >= 1 else f"{self.value:.3g}"  # small-dims FIDs are tiny
-        return (f"FID {value} ({self.n_generated:,} generated vs {self.n_reference:,} "
-                f"{self.reference}, {self.dims}-d)")
+        text = f"FID {value} ({self.n_generated:,} generated vs {self.n_reference:,} {self.reference}, {self.dims}-d)"
+        return text if self.kid is None else f"{text}; {self.kid}"
 
 
 # ---------------------------------------------------------------- the network
@@ -376,6 +405,77 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return float(max(value, 0.0))  # a squared distance: only round-off can push it below 0
 
 
+# ---------------------------------------------------------------- the kernel distance (KID)
+
+def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """k(x, y) = (x^T y / D + 1)^3 for every pair of rows: x N x D, y M x D -> N x M."""
+    return (x @ y.T / x.shape[1] + 1) ** 3
+
+
+def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased estimate of MMD^2 between the distributions of the rows of x (N x D) and y (M x D):
+
+        MMD^2_u = 1/(N(N-1)) sum_{i != j} k(x_i, x_j) + 1/(M(M-1)) sum_{i != j} k(y_i, y_j)
+                  - 2/(NM) sum_{i, j} k(x_i, y_j)
+
+    with k the :func:`polynomial_kernel`. MMD^2 = E k(x, x') + E k(y, y') - 2 E k(x, y) for
+    independent draws; each sum above averages pairs of independent samples, so each term has
+    the right expectation. Keeping the diagonal (i = j) would add the mean of k(x_i, x_i), whose
+    expectation is not E k(x, x'), and bias the estimate upward by O(1/N); without it the
+    estimate can be negative when the two distributions are close.
+    """
+    n, m = len(x), len(y)
+    k_xx, k_yy = polynomial_kernel(x, x), polynomial_kernel(y, y)
+    within_x = (k_xx.sum() - np.trace(k_xx)) / (n * (n - 1))
+    within_y = (k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+    return float(within_x + within_y - 2 * polynomial_kernel(x, y).mean())
+
+
+def kid_subsets(n1: int, n2: int, subset_size: int = KID_SUBSET_SIZE) -> int:
+    """How many disjoint subsets of ``subset_size`` KID takes from sets of n1 and n2 samples;
+    a clear error when there are fewer than 2 (no standard error from one subset)."""
+    if subset_size < 2:
+        raise ValueError(f"subset_size={subset_size}: the unbiased MMD^2 needs at least 2 samples per subset.")
+    n_subsets = min(n1, n2) // subset_size
+    if n_subsets < 2:
+        raise ValueError(f"KID takes disjoint subsets of subset_size={subset_size:,} from each set and needs at "
+                         f"least 2 of them for a standard error, so at least {2 * subset_size:,} samples per set; "
+                         f"got {n1:,} and {n2:,}. Use more samples, or a smaller subset_size (the estimate "
+                         f"stays unbiased; only its noise grows).")
+    return n_subsets
+
+
+def kernel_inception_distance(features1, features2, subset_size: int = KID_SUBSET_SIZE,
+                              seed: int = 0) -> KIDResult:
+    """KID between two sets of features: N1 x D and N2 x D (numpy or torch), finite.
+
+    Each set is shuffled (two draws of ``numpy.random.default_rng(seed).permutation``, the first
+    set's first: a split's order, such as MNIST's test writers, must not decide the subsets) and
+    cut into S = min(N1, N2) // ``subset_size`` disjoint subsets; subset s of the first set is
+    compared with subset s of the second by :func:`mmd2_unbiased`. Returns the mean of the S
+    estimates, and their standard deviation over sqrt(S) as its standard error (the standard
+    deviation itself is the noise of a KID from ``subset_size`` samples). Leftover samples are
+    unused.
+
+    Every subset's estimate is unbiased, so the mean is an unbiased estimate of MMD^2 whatever
+    the subset size: comparable in expectation with KIDs computed from other subsets (the usual
+    recipe, e.g. torchmetrics: 100 random subsets of 1,000, so that with 10,000 images each one
+    is in about 10 of them). Disjoint subsets make the S estimates independent, so std / sqrt(S)
+    is the standard error of their mean; with overlapping subsets it would understate the error.
+    """
+    x, y = _as_numpy(features1, "features1", 2), _as_numpy(features2, "features2", 2)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"features1 is {x.shape[0]} x {x.shape[1]} and features2 {y.shape[0]} x {y.shape[1]}: "
+                         f"both sets need the same feature dimension (the same Inception block).")
+    n_subsets = kid_subsets(len(x), len(y), subset_size)
+    rng = np.random.default_rng(seed)
+    subsets_x = rng.permutation(len(x))[: n_subsets * subset_size].reshape(n_subsets, subset_size)
+    subsets_y = rng.permutation(len(y))[: n_subsets * subset_size].reshape(n_subsets, subset_size)
+    estimates = np.array([mmd2_unbiased(x[i], y[j]) for i, j in zip(subsets_x, subsets_y)])
+    standard_error = estimates.std(ddof=1) / np.sqrt(n_subsets)
+    return KIDResult(float(estimates.mean()), float(standard_error), n_subsets, subset_size)
+
+
 # ---------------------------------------------------------------- reference statistics
 
 def _cached(path: Path, load, compute, save):
@@ -471,8 +571,9 @@ def _matching_reference(shape: tuple, dataset: str, split: str, n: int) -> tuple
 
 
 def fid(generated, *, dataset: str = "mnist", split: str = "test", n: int = 10_000, n_reference: int = None,
-        dims: int = 2048, batch_size: int = 50, device=None) -> FIDResult:
-    """FID of generated images against a real split.
+        dims: int = 2048, batch_size: int = 50, device=None, kid: bool = False,
+        kid_subset_size: int = KID_SUBSET_SIZE) -> FIDResult:
+    """FID of generated images against a real split, and their KID on request.
 
     Args:
         generated: N x C x H x W images (float in [0, 1] or uint8; the first ``n`` are used) or
@@ -483,9 +584,12 @@ def fid(generated, *, dataset: str = "mnist", split: str = "test", n: int = 10_0
         n_reference: number of reference images (None: the whole split).
         dims: Inception feature dimension (2048 for results that can be compared).
         batch_size, device: how Inception runs.
+        kid: also compute the KID of the same features against the reference's cached features
+            (:func:`kernel_inception_distance`, in disjoint subsets of ``kid_subset_size``).
 
     Returns:
-        A :class:`FIDResult` that records the value, both N, the reference and the dimension.
+        A :class:`FIDResult` that records the value, both N, the reference and the dimension
+        (and ``kid``, a :class:`KIDResult`, when asked for).
     """
     check_dims(dims)
     total = _check_input(generated, n, batch_size)
@@ -497,10 +601,15 @@ def fid(generated, *, dataset: str = "mnist", split: str = "test", n: int = 10_0
     with torch.inference_mode():
         first = next(batches)  # checked, and its shape picks the reference: before any long work
     reference, key = _matching_reference(first.shape[1:], dataset, split, n_reference)
+    if kid:
+        kid_subsets(total, len(reference), kid_subset_size)  # too few images: say so before any long work
     mu_ref, sigma_ref = _statistics_of(reference, key, dims)
     feats = _embed(itertools.chain([first], batches), total, dims, device, progress=False)
     mu, sigma = statistics(feats)
-    return FIDResult(frechet_distance(mu, sigma, mu_ref, sigma_ref), len(feats), reference.name, len(reference), dims)
+    # The reference features are cached next to their statistics: KID costs no second Inception pass.
+    kid_result = kernel_inception_distance(feats, _features_of(reference, key, dims), kid_subset_size) if kid else None
+    return FIDResult(frechet_distance(mu, sigma, mu_ref, sigma_ref), len(feats), reference.name, len(reference), dims,
+                     kid_result)
 
 
 def main() -> int:

@@ -1,6 +1,7 @@
-"""FID: the distance against closed forms and pytorch-fid, the fast network against
-pytorch-fid's InceptionV3, input checks, the weights file (missing, broken, offline), the
-reference cache, and the test command on a machine without the weights.
+"""FID: the distance against closed forms and pytorch-fid, KID against scikit-learn's kernel
+and pair-by-pair sums, the fast network against pytorch-fid's InceptionV3, input checks, the
+weights file (missing, broken, offline), the reference cache, and the test command on a
+machine without the weights.
 
 Tests that run Inception use the real weights from $TORCH_HOME and tiny inputs: 64-d
 features, a handful of images. Without the weights and without internet they are skipped
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_fid.fid_score import calculate_frechet_distance
 from pytorch_fid.inception import InceptionV3
+from sklearn.metrics.pairwise import polynomial_kernel
 
 import helpers.data
 from helpers import fid
@@ -150,6 +152,92 @@ def test_result_reports_its_sample_sizes():
                                 "n_reference": 10_000, "dims": 2048}
     # 64-d FIDs are small numbers: they keep three significant digits instead of rounding to 0.0
     assert str(fid.FIDResult(0.001453, 500, "mnist/test", 10_000, 64)).startswith("FID 0.00145 (500 generated")
+
+
+def test_result_with_kid_reports_it_and_reads_back_from_json():
+    kid = fid.KIDResult(0.01234, 0.00045, 10, 1000)
+    result = fid.FIDResult(23.4, 10_000, "mnist/test", 10_000, 2048, kid)
+    assert str(result).endswith("2048-d); KID 0.0123 ± 0.00045 (10 subsets of 1,000)")
+    saved = json.loads(json.dumps(result.as_dict()))
+    assert saved["kid"] == {"value": 0.01234, "standard_error": 0.00045, "n_subsets": 10, "subset_size": 1000}
+    assert fid.FIDResult(**saved) == result
+
+
+# ---------------------------------------------------------------- KID
+
+def mmd2_pair_by_pair(x, y):
+    """The unbiased MMD^2 written out as sums over pairs, with scikit-learn's polynomial kernel."""
+    kernel = lambda a, b: polynomial_kernel(a, b, degree=3, gamma=1 / x.shape[1], coef0=1)
+    k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
+    n, m = len(x), len(y)
+    within_x = sum(k_xx[i, j] for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    within_y = sum(k_yy[i, j] for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    between = sum(k_xy[i, j] for i in range(n) for j in range(m)) / (n * m)
+    return within_x + within_y - 2 * between
+
+
+def test_mmd2_matches_scikit_learn_kernel_and_pair_sums(rng):
+    x, y = rng.standard_normal((12, 5)), rng.standard_normal((9, 5)) + 0.3  # unequal sizes: N and M not mixed up
+    np.testing.assert_allclose(fid.polynomial_kernel(x, y),
+                               polynomial_kernel(x, y, degree=3, gamma=1 / 5, coef0=1), rtol=1e-12)
+    assert fid.mmd2_unbiased(x, y) == pytest.approx(mmd2_pair_by_pair(x, y), rel=1e-10)
+
+
+def test_kid_is_the_mean_of_independent_subset_estimates(rng):
+    # The documented subsets: one permutation of each set (the first set's drawn first), cut into
+    # disjoint runs of subset_size; 60 and 75 samples give 3 subsets of 20 and leave samples over.
+    x, y = rng.standard_normal((60, 4)), rng.standard_normal((75, 4)) + 0.5
+    result = fid.kernel_inception_distance(torch.from_numpy(x), y, subset_size=20, seed=7)
+    draw = np.random.default_rng(7)
+    subsets_x, subsets_y = draw.permutation(60)[:60].reshape(3, 20), draw.permutation(75)[:60].reshape(3, 20)
+    estimates = [mmd2_pair_by_pair(x[i], y[j]) for i, j in zip(subsets_x, subsets_y)]
+    assert (result.n_subsets, result.subset_size) == (3, 20)
+    assert result.value == pytest.approx(np.mean(estimates), rel=1e-10)
+    assert result.standard_error == pytest.approx(np.std(estimates, ddof=1) / np.sqrt(3), rel=1e-10)
+
+
+def test_kid_is_zero_within_its_error_for_one_distribution_and_clearly_positive_for_a_shift(rng):
+    x, y = rng.standard_normal((2000, 8)), rng.standard_normal((2000, 8))
+    same = fid.kernel_inception_distance(x, y, subset_size=200)
+    shifted = fid.kernel_inception_distance(x, y + 0.5, subset_size=200)
+    assert same.n_subsets == 10
+    assert abs(same.value) < 3 * same.standard_error
+    assert shifted.value > 10 * shifted.standard_error and shifted.value > 10 * abs(same.value)
+
+
+def test_mmd2_is_unbiased_where_the_v_statistic_is_not(rng):
+    # x, y ~ N(0, I_3): MMD^2 = 0. With t = x^T y / D, E k(x, x') = E (t + 1)^3 = 1 + 3 E t^2 = 1 + 3 / D,
+    # and E k(x, x) follows from the chi-square moments E|x|^{2p} = D (D + 2) ... (D + 2p - 2). The
+    # V-statistic keeps the N terms k(x_i, x_i) in each within-set mean: E V = 2 (E k(x, x) - E k(x, x')) / N.
+    dims, n, repeats = 3, 8, 4000
+    self_kernel = 1 + 3 * (dims + 2) / dims + dims * (dims + 2) * (dims + 4) / dims ** 3 + 3
+    v_bias = 2 * (self_kernel - (1 + 3 / dims)) / n
+    x, y = rng.standard_normal((2, repeats, n, dims))
+    kernel_mean = lambda a, b: ((np.einsum("rid,rjd->rij", a, b) / dims + 1) ** 3).mean(axis=(1, 2))
+    v = kernel_mean(x, x) + kernel_mean(y, y) - 2 * kernel_mean(x, y)
+    u = [fid.mmd2_unbiased(x_r, y_r) for x_r, y_r in zip(x, y)]
+    error_u, error_v = np.std(u) / np.sqrt(repeats), np.std(v) / np.sqrt(repeats)
+    assert abs(np.mean(u)) < 4 * error_u
+    assert abs(np.mean(v) - v_bias) < 4 * error_v and v_bias > 20 * error_v
+
+
+def test_kid_standard_error_matches_the_spread_of_repeated_kids(rng):
+    kids = [fid.kernel_inception_distance(rng.standard_normal((200, 4)), rng.standard_normal((200, 4)) + 0.3,
+                                          subset_size=25, seed=k) for k in range(300)]
+    spread = np.std([k.value for k in kids], ddof=1)
+    assert 0.8 < np.mean([k.standard_error for k in kids]) / spread < 1.25
+
+
+@pytest.mark.parametrize("x, y, subset_size, message", [
+    (np.zeros((40, 4)), np.zeros((40, 5)), 10, "40 x 4 and features2 40 x 5: both sets need the same feature dim"),
+    (np.full((40, 4), np.nan), np.zeros((40, 4)), 10, "features1 contains NaN or infinity"),
+    (np.zeros((40, 4)), np.zeros((40, 4)), 30, "subset_size=30 .* at least 60 samples per set; got 40 and 40"),
+    (np.zeros(40), np.zeros((40, 4)), 10, "features1 must have 2 dimension"),
+    (np.zeros((40, 4)), np.zeros((40, 4)), 1, "at least 2 samples per subset"),
+], ids=["dims", "nan", "too-few", "not-a-matrix", "subset-of-1"])
+def test_kid_rejects_bad_features(x, y, subset_size, message):
+    with pytest.raises(ValueError, match=message):
+        fid.kernel_inception_distance(x, y, subset_size=subset_size)
 
 
 # ---------------------------------------------------------------- input checks (no network needed)
@@ -470,4 +558,22 @@ def test_bad_generated_images_fail_before_the_reference_is_computed(fake_incepti
         fid.fid(torch.rand(10, 2, 32, 32), n=10, dims=64)
     with pytest.raises(ValueError, match="sampler output: .* NaN"):
         fid.fid(lambda b: torch.full((b, 1, 32, 32), float("nan")), n=10, dims=64)
+    assert fake_inception == []
+
+
+@pytest.mark.usefixtures("synthetic_data")
+def test_fid_with_kid_reuses_the_reference_features(fake_inception):
+    generated = torch.rand(90, 1, 32, 32)
+    result = fid.fid(generated, n=80, n_reference=120, dims=64, kid=True, kid_subset_size=30)
+    assert images_seen(fake_inception) == 120 + 80, "each image went through the network once"
+    expected = fid.kernel_inception_distance(fid.features(generated, n=80, dims=64),
+                                             fid.reference_features("mnist", "test", n=120, dims=64), subset_size=30)
+    assert result.kid == expected and expected.n_subsets == 2
+    assert fid.fid(generated, n=80, n_reference=120, dims=64).kid is None
+
+
+@pytest.mark.usefixtures("synthetic_data")
+def test_fid_with_kid_refuses_too_few_images_before_any_feature(fake_inception):
+    with pytest.raises(ValueError, match="at least 2,000 samples per set; got 50 and 120"):
+        fid.fid(torch.rand(50, 1, 32, 32), n=50, n_reference=120, dims=64, kid=True)
     assert fake_inception == []

@@ -577,3 +577,17 @@ def test_fid_with_kid_refuses_too_few_images_before_any_feature(fake_inception):
     with pytest.raises(ValueError, match="at least 2,000 samples per set; got 50 and 120"):
         fid.fid(torch.rand(50, 1, 32, 32), n=50, n_reference=120, dims=64, kid=True)
     assert fake_inception == []
+
+
+@pytest.mark.usefixtures("synthetic_data")
+def test_kid_rebuilds_reference_features_missing_from_the_cache(fake_inception, tmp_path):
+    # Statistics cached without their features (the features file deleted): FID still reads the
+    # statistics, and KID embeds the reference once more and caches its features again.
+    generated = torch.rand(80, 1, 32, 32)
+    first = fid.fid(generated, n=80, n_reference=120, dims=64, kid=True, kid_subset_size=30)
+    next((tmp_path / "cache" / "fid").glob("features-*")).unlink()
+    again = fid.fid(generated, n=80, n_reference=120, dims=64, kid=True, kid_subset_size=30)
+    assert images_seen(fake_inception) == 2 * (120 + 80)
+    assert len(list((tmp_path / "cache" / "fid").glob("features-*"))) == 1
+    assert again.value == first.value  # from the cached statistics
+    assert again.kid.value == pytest.approx(first.kid.value, rel=1e-5)  # cached features are float32

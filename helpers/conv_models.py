@@ -1,0 +1,165 @@
+"""Convolutional networks for natural images: the report's Imagenette VAE and GAN, and their corrections.
+
+The report lists five layers per network (its eqs. 3.5-3.8) and their widths, but no kernel
+sizes or strides. The book's choice takes an S x S image to a 1 x 1 x D latent and back:
+
+- four 4 x 4 convolutions with stride 2 and padding 1, each halving the side (DCGAN's layers,
+  Radford et al., 2016: a kernel twice the stride covers every input pixel equally often,
+  so the transposed version paints no checkerboard, Odena et al., 2016);
+- a fifth convolution whose kernel is as large as the S/16 x S/16 map that is left, stride 1,
+  no padding: a fully connected layer written as a convolution, down to 1 x 1.
+
+The decoder mirrors this with transposed convolutions. So every side S that is a multiple of
+16 works, and the size changes only the fifth layer's kernel:
+
+    S     sides through the encoder        fifth kernel
+    64    64 -> 32 -> 16 -> 8 -> 4 -> 1     4 x 4    (the book's CPU default)
+    128   128 -> 64 -> 32 -> 16 -> 8 -> 1   8 x 8
+    160   160 -> 80 -> 40 -> 20 -> 10 -> 1  10 x 10  (the report's size)
+
+The report's two errors, both kept as options here so a chapter can show them:
+
+- its encoder and discriminator end in LeakyReLU then Tanh (:class:`ReportConvEncoder`):
+  one vector in (-1, 1)^D, neither a mean and variance for q(z|x) nor one logit for D.
+  :class:`ConvEncoder` has two heads (mu, log sigma^2); :class:`ConvDiscriminator` one logit.
+- its decoder and generator put a ReLU before the final Sigmoid (``report_tail=True``):
+  sigmoid(t) >= 0.5 for every t >= 0, so no pixel can be darker than mid-grey.
+
+As in :mod:`helpers.models`, decoders and generators return logits; images are sigmoid(logits).
+Shapes: N batch, D latent dimension, S image side, 3 colour channels.
+"""
+from torch import nn
+
+from . import models
+
+REPORT_CHANNELS = (16, 32, 32, 64)  # the report's hidden widths, image side first (eqs. 3.5-3.8)
+IMAGE_CHANNELS = 3                  # RGB; Imagenette's grayscale photos are repeated to 3 channels
+HALVINGS = 4                        # stride-2 layers; the fifth layer covers what they leave
+
+
+def check_image_size(size) -> int:
+    """``size`` if four halvings and one full-size kernel take it to 1 x 1; a clear error otherwise."""
+    if not (isinstance(size, int) and not isinstance(size, bool) and size >= 2**HALVINGS
+            and size % 2**HALVINGS == 0):
+        raise ValueError(f"Image size {size!r} is not supported: the conv networks halve the side "
+                         f"{HALVINGS} times, so it must be a multiple of {2**HALVINGS}. Use 64 (the book's "
+                         f"CPU default) or 160 (the report's).")
+    return size
+
+
+def last_kernel(size: int) -> int:
+    """The fifth layer's kernel side: what is left of ``size`` after the halvings (4 at 64 px, 10 at 160)."""
+    return check_image_size(size) // 2**HALVINGS
+
+
+def halving_convs(channels) -> nn.Sequential:
+    """4 x 4 stride-2 convolutions between consecutive ``channels``, each followed by LeakyReLU(0.2)."""
+    layers = []
+    for c_in, c_out in zip(channels[:-1], channels[1:]):
+        layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), models.leaky_relu()]
+    return nn.Sequential(*layers)
+
+
+class ConvReader(nn.Module):
+    """What every network that reads images shares: the size it was built for and the four halvings.
+
+    ``features(x)``: N x 3 x S x S -> N x C x S/16 x S/16 (C = ``channels[-1]``); ``head(k)``
+    makes a fifth layer with ``k`` outputs, each a 1 x 1 map.
+    """
+
+    def __init__(self, size: int, channels):
+        super().__init__()
+        self.size, self.width = check_image_size(size), channels[-1]
+        self.trunk = halving_convs((IMAGE_CHANNELS, *channels))
+
+    def head(self, outputs: int) -> nn.Conv2d:
+        return nn.Conv2d(self.width, outputs, last_kernel(self.size))
+
+    def features(self, x):
+        if x.dim() != 4 or tuple(x.shape[1:]) != (IMAGE_CHANNELS, self.size, self.size):
+            raise ValueError(f"{type(self).__name__} was built for N x {IMAGE_CHANNELS} x {self.size} x {self.size} "
+                             f"images, got {tuple(x.shape)}. Load the data at size={self.size}, or build the "
+                             "network for the images' size.")
+        return self.trunk(x)
+
+
+class ReportConvEncoder(ConvReader):
+    """The report's encoder (eq. 3.5) as written, which is also, layer for layer, its discriminator
+    (eq. 3.7): Conv2d 3 -> 16 -> 32 -> 32 -> 64 -> D, LeakyReLU(0.2) after each, then Tanh.
+
+    N x 3 x S x S -> N x D, every entry in (-1, 1). One vector per image: not the two (a mean and a
+    positive variance) that q(z|x) needs, nor the one logit that D needs. Shown, not trained.
+    """
+
+    def __init__(self, size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS):
+        super().__init__(size, channels)
+        self.tail = nn.Sequential(self.head(latent_dim), models.leaky_relu(), nn.Tanh())
+
+    def forward(self, x):
+        return self.tail(self.features(x)).flatten(1)
+
+
+class ConvEncoder(ConvReader):
+    """q(z|x) = N(mu, diag(sigma^2)): the report's four halving layers, then two fifth layers, one
+    for mu and one for log sigma^2 (the reading :class:`helpers.models.MLPEncoder` uses on MNIST)."""
+
+    def __init__(self, size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS):
+        super().__init__(size, channels)
+        self.mu, self.logvar = self.head(latent_dim), self.head(latent_dim)
+
+    def forward(self, x) -> tuple:
+        """x: N x 3 x S x S in [0, 1] -> (mu, logvar), each N x D."""
+        h = self.features(x)
+        return self.mu(h).flatten(1), self.logvar(h).flatten(1)
+
+
+class ConvDiscriminator(ConvReader):
+    """D(x) as a logit: the report's four halving layers, then a fifth layer with one output."""
+
+    def __init__(self, size: int = 64, channels=REPORT_CHANNELS):
+        super().__init__(size, channels)
+        self.logit = self.head(1)
+
+    def forward(self, x):
+        """x: N x 3 x S x S in [0, 1] -> logits N."""
+        return self.logit(self.features(x)).flatten()
+
+
+class ConvDecoder(nn.Module):
+    """p(x|z), and the GAN's generator (eqs. 3.6 and 3.8 are the same network): ConvTranspose2d
+    D -> 64 -> 32 -> 32 -> 16 -> 3, a ReLU after each but the last. Returns logits.
+
+    The first layer spreads the 1 x 1 latent over an S/16 x S/16 map; the other four double the side.
+    ``report_tail=True`` keeps the report's ReLU after the last layer too: the logits are then
+    >= 0 and the images sigmoid(logits) lie in [0.5, 1), never darker than mid-grey.
+    """
+
+    def __init__(self, size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS, report_tail: bool = False):
+        super().__init__()
+        self.size = check_image_size(size)
+        widths = (*reversed(channels), IMAGE_CHANNELS)
+        layers = [nn.ConvTranspose2d(latent_dim, widths[0], last_kernel(size)), nn.ReLU()]
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+        self.net = nn.Sequential(*(layers if report_tail else layers[:-1]))
+
+    def forward(self, z):
+        """z: ... x D (any leading axes, e.g. L samples x N) -> logits ... x 3 x S x S."""
+        logits = self.net(z.reshape(-1, z.shape[-1], 1, 1))
+        return logits.reshape(*z.shape[:-1], *logits.shape[1:])
+
+
+def imagenette_vae(size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS,
+                   report_tail: bool = False) -> models.VAE:
+    """The report's conv VAE (eqs. 3.5-3.6) read as a VAE: :class:`ConvEncoder` (mu, log sigma^2),
+    :class:`ConvDecoder` (with the report's final ReLU if ``report_tail``), a standard Gaussian prior."""
+    decoder = ConvDecoder(size, latent_dim, channels, report_tail)
+    return models.VAE(ConvEncoder(size, latent_dim, channels), decoder, models.StandardNormalPrior(latent_dim))
+
+
+def imagenette_gan(size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS,
+                   report_tail: bool = False) -> models.GAN:
+    """The report's conv GAN (eqs. 3.7-3.8) with a one-logit :class:`ConvDiscriminator` and the
+    :class:`ConvDecoder` as generator (with the report's final ReLU if ``report_tail``)."""
+    generator = ConvDecoder(size, latent_dim, channels, report_tail)
+    return models.GAN(generator, ConvDiscriminator(size, channels), latent_dim)

@@ -298,9 +298,10 @@ def _train(config, spec, identity, folder, *, resume, progress, device) -> Run:
 
 
 def _splits(config, spec, device) -> tuple:
-    """The training and validation images (uint8, on ``device``), limited as the config says."""
-    train_images = data.load(spec.dataset, "train", limit=config.train_limit).images
-    val_images = data.load(spec.dataset, "val", limit=config.val_limit).images
+    """The training and validation images (uint8, on ``device``), at the model's image size,
+    limited as the config says."""
+    train_images = data.load(spec.dataset, "train", size=spec.image_size, limit=config.train_limit).images
+    val_images = data.load(spec.dataset, "val", size=spec.image_size, limit=config.val_limit).images
     if config.batch_size > len(train_images):
         raise ValueError(f"batch_size={config.batch_size} is larger than the training split "
                          f"({len(train_images)} images); lower it or raise train_limit.")

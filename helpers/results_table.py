@@ -173,6 +173,7 @@ def read_all(folder=None) -> dict:
 
 # ---------------------------------------------------------------- the report's and the literature's numbers
 
+REPORT = "the report"  # the source name of the report's numbers; every other source is the literature
 REFERENCE_FIELDS = ("source", "where", "model", "dataset", "fid", "approximate", "remark", "n_generated",
                     "reference", "counterparts")
 
@@ -222,10 +223,9 @@ def _training(result: dict) -> str:
     return f"{length}, {_duration(result['train_seconds'])}"
 
 
-def _hardware(result: dict) -> str:
+def _threads(result: dict) -> str:
     threads = result.get("train_threads")
-    threads = ", ".join(map(str, threads)) if threads else "not recorded"
-    return f"{result['hardware']}; training threads: {threads}"
+    return ", ".join(map(str, threads)) if threads else "not recorded"
 
 
 def _neg_elbo(result: dict) -> str:
@@ -274,17 +274,28 @@ def reference_fid(entry: dict) -> str:
     return f"≈ {text}" if entry["approximate"] and not isinstance(fid, list) else text
 
 
+LINE_BREAK = "<br>"  # between the entries of one table cell (Markdown tables have no other line break)
+
+
+def _n(entry: dict) -> str:
+    return f"N = {entry['n_generated']:,}" if entry["n_generated"] else "N not stated here"
+
+
 def _sample_size(entry: dict) -> str:
     if not entry["n_generated"] and not entry["reference"]:
         return "N and reference not stated here"
-    n = f"N = {entry['n_generated']:,}" if entry["n_generated"] else "N not stated here"
-    return f"{n}; reference {entry['reference'] or 'not stated here'}"
+    return f"{_n(entry)}; reference {entry['reference'] or 'not stated here'}"
 
 
 def _report(name: str, references: list) -> str:
-    cells = [f"{reference_fid(e)} ({_sample_size(e)})" for e in references
-             if e["source"] == "the report" and name in e["counterparts"]]
+    cells = [f"{reference_fid(e)} ({_n(e)})" for e in references if e["source"] == REPORT and name in e["counterparts"]]
     return "; ".join(cells) or "—"
+
+
+def _literature(name: str, references: list) -> str:
+    cells = [f"{reference_fid(e)}, {e['model']}: {e['source']}{', ' + e['where'] if e['where'] else ''}; {_n(e)}"
+             for e in references if e["source"] != REPORT and name in e["counterparts"]]
+    return LINE_BREAK.join(cells) or "—"
 
 
 def _counterparts(entry: dict, results: dict) -> str:
@@ -307,18 +318,27 @@ def markdown_table(columns: list, rows: list) -> str:
 
 # ---------------------------------------------------------------- the tables
 
-MODEL_COLUMNS = ["results file", "chapter", "dataset", "architecture", "parameters", "training", "hardware",
-                 "test −ELBO (nats)", "FID", "KID", "seeds: FID mean ± sd", "the report's FID"]
 REFERENCE_COLUMNS = ["source", "where", "model", "dataset", "FID", "N and reference", "the book's model of this kind"]
 
 
+def model_column(name: str, result: dict, references: list) -> dict:
+    """``{row label: cell}`` of one results file: what was trained, on what, for how long, and what it
+    scored, with the report's FID of the same model and the literature's FIDs of models of its kind."""
+    return {
+        "chapter": chapter_link(name), "dataset": result["dataset"], "architecture": BOOK_MODELS[name].architecture,
+        "parameters": _params(result["params"]), "training": _training(result), "hardware": result["hardware"],
+        "training threads": _threads(result), "test −ELBO (nats)": _neg_elbo(result), "FID": _fid(result),
+        "KID": _kid(result), "seeds: FID mean ± sd": _seeds(result), "the report's FID": _report(name, references),
+        "the literature's FID, same kind of model": _literature(name, references),
+    }
+
+
 def models_table(results: dict, references: list) -> str:
-    """One row per results file: what was trained, on what, for how long, and what it scored, with the
-    report's FID of the same model."""
-    rows = [[f"`{name}`", chapter_link(name), r["dataset"], BOOK_MODELS[name].architecture, _params(r["params"]),
-             _training(r), _hardware(r), _neg_elbo(r), _fid(r), _kid(r), _seeds(r), _report(name, references)]
-            for name, r in results.items()]
-    return markdown_table(MODEL_COLUMNS, rows)
+    """Every model of the book side by side: one column per results file, one row per property
+    (see :func:`model_column`), so that a row compares the models."""
+    columns = [model_column(name, result, references) for name, result in results.items()]
+    rows = [[f"**{label}**", *(column[label] for column in columns)] for label in columns[0]]
+    return markdown_table(["", *(f"`{name}`" for name in results)], rows)
 
 
 def references_table(results: dict, references: list) -> str:

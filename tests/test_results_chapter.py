@@ -18,10 +18,17 @@ CHAPTER = REPO_ROOT / "book" / "13_results.ipynb"
 
 def rows_of(table: str) -> dict:
     """A Markdown table as ``{first cell: {column: cell}}``."""
-    lines = [[c.strip() for c in line.strip("| ").split(" | ")] for line in table.splitlines()]
+    lines = [[c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])] for line in table.splitlines()]
     header, body = lines[0], lines[2:]
     assert all(len(row) == len(header) for row in body), "every row has one cell per column"
     return {row[0]: dict(zip(header, row)) for row in body}
+
+
+def columns_of(table: str) -> dict:
+    """The models table (one column per results file) as ``{"`name`": {row label: cell}}``."""
+    rows = rows_of(table)
+    return {column: {label.strip("*"): row[column] for label, row in rows.items()}
+            for column in next(iter(rows.values())) if column}
 
 
 # A file as chapter 8 writes it for several seeds, with fields the tables do not read.
@@ -54,11 +61,11 @@ def test_every_committed_results_file_is_valid_and_its_chapter_exists():
 
 def test_the_models_table_shows_every_files_own_numbers():
     results = results_table.read_all(PUBLISHED)
-    rows = rows_of(results_table.models_table(results, results_table.reference_numbers()))
+    rows = columns_of(results_table.models_table(results, results_table.reference_numbers()))
     assert len(rows) == len(results)
     for name, result in results.items():
         row = rows[f"`{name}`"]
-        assert row["dataset"] == result["dataset"] and row["hardware"].startswith(result["hardware"])
+        assert row["dataset"] == result["dataset"] and row["hardware"] == result["hardware"]
         total = sum(result["params"].values()) if isinstance(result["params"], dict) else result["params"]
         assert sum(int(n.split(" ")[0].replace(",", "")) for n in row["parameters"].split(" + ")) == total
         if result["fid"]:
@@ -73,20 +80,24 @@ def test_the_models_table_shows_every_files_own_numbers():
         if result["epochs"]:
             assert row["training"].startswith(f"{result['epochs']} epochs")
         if "train_threads" not in result:
-            assert row["hardware"].endswith("training threads: not recorded")
+            assert row["training threads"] == "not recorded"
+        for entry in results_table.reference_numbers():
+            if name in entry["counterparts"]:
+                column = "the report's FID" if entry["source"] == "the report" else "the literature's FID, same kind of model"
+                assert results_table.reference_fid(entry) in row[column], f"{name}: {entry} missing"
 
 
 def test_seeds_threads_and_extra_fields_are_shown(tmp_path):
     write(tmp_path, SEEDED)
-    row = rows_of(results_table.models_table(results_table.read_all(tmp_path), []))["`mnist_flow_vae`"]
+    row = columns_of(results_table.models_table(results_table.read_all(tmp_path), []))["`mnist_flow_vae`"]
     assert row["seeds: FID mean ± sd"] == f"{SEEDED['fid_mean']:.1f} ± {SEEDED['fid_spread']:.1f} over seeds 0, 1, 2; shown: seed 0"
-    assert row["hardware"].endswith("training threads: 1")
+    assert row["training threads"] == "1"
     assert row["KID"] == "not recorded" and row["the report's FID"] == "—"
 
 
 def test_a_recorded_kid_is_shown(tmp_path):
     write(tmp_path, {**SEEDED, "kid": {"value": 0.01234, "n_generated": 5_000}})
-    row = rows_of(results_table.models_table(results_table.read_all(tmp_path), []))["`mnist_flow_vae`"]
+    row = columns_of(results_table.models_table(results_table.read_all(tmp_path), []))["`mnist_flow_vae`"]
     assert row["KID"] == "0.0123 (N = 5,000)"
 
 
@@ -131,7 +142,7 @@ def test_a_file_of_no_chapter_and_invalid_json_are_refused(tmp_path):
 def test_one_seed_has_no_spread(tmp_path):
     one = {**SEEDED, "seeds": SEEDED["seeds"][:1], "fid_mean": 27.12, "fid_spread": None}
     write(tmp_path, one)
-    assert rows_of(results_table.models_table(results_table.read_all(tmp_path), []))["`mnist_flow_vae`"][
+    assert columns_of(results_table.models_table(results_table.read_all(tmp_path), []))["`mnist_flow_vae`"][
         "seeds: FID mean ± sd"].startswith("27.1 over seeds 0;")
     write(tmp_path, {**one, "fid_spread": 0.5})
     with pytest.raises(results_table.ResultsError, match="one seed has no spread"):

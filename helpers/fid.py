@@ -462,6 +462,8 @@ def kernel_inception_distance(features1, features2, subset_size: int = KID_SUBSE
     recipe, e.g. torchmetrics: 100 random subsets of 1,000, so that with 10,000 images each one
     is in about 10 of them). Disjoint subsets make the S estimates independent, so std / sqrt(S)
     is the standard error of their mean; with overlapping subsets it would understate the error.
+    This is the block estimator of the ``kid`` function in Google's compare_gan
+    (``compare_gan/src/fid_score.py``), which cites Zaremba et al. (2013) for it.
     """
     x, y = _as_numpy(features1, "features1", 2), _as_numpy(features2, "features2", 2)
     if x.shape[1] != y.shape[1]:

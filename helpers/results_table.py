@@ -18,6 +18,10 @@ from . import objectives, pretrained, train
 from .paths import REPO_ROOT, results_dir
 
 REFERENCE_NUMBERS = REPO_ROOT / "book" / "reference_numbers.json"
+# Chapters write the seeds' FIDs and their mean and spread rounded to 2 decimals: summaries recomputed from
+# rounded values may differ by up to 0.01, and a rounded seed FID from the headline value by up to 0.005.
+SUMMARY_TOLERANCE = 0.02
+ROUNDING_TOLERANCE = 0.0051
 FIX = "Re-run the chapter that writes it in the full profile, or restore the committed file (git checkout results/)."
 
 
@@ -123,13 +127,13 @@ def _check_seed_summary(result: dict, path) -> None:
     fids = [s.get("fid") for s in result["seeds"]]
     if not all(map(_is_number, fids)):
         _fail(path, "seeds", f"must give a number 'fid' for every seed, not {fids}")
-    if not _is_number(result["fid_mean"]) or abs(result["fid_mean"] - statistics.mean(fids)) > 0.02:
+    if not _is_number(result["fid_mean"]) or abs(result["fid_mean"] - statistics.mean(fids)) > SUMMARY_TOLERANCE:
         _fail(path, "fid_mean", f"is {result['fid_mean']!r}, but the seeds' FIDs {fids} have mean "
                                 f"{statistics.mean(fids):.2f}")
     spread, given = (statistics.stdev(fids) if len(fids) > 1 else None), result["fid_spread"]
     if spread is None and _is_number(given):
         _fail(path, "fid_spread", f"is {given!r}, but one seed has no spread: write null")
-    if spread is not None and not (_is_number(given) and abs(given - spread) <= 0.02):
+    if spread is not None and not (_is_number(given) and abs(given - spread) <= SUMMARY_TOLERANCE):
         _fail(path, "fid_spread", f"is {given!r}, but the sample standard deviation of the seeds' FIDs {fids} "
                                   f"is {spread:.2f}")
     if result["fid"] is None or headline_seed(result) is None:
@@ -140,7 +144,7 @@ def headline_seed(result: dict):
     """The seed whose FID is the headline ``fid`` of a file with several seeds, or None."""
     value = result["fid"]["value"]
     return next((s["seed"] for s in result.get("seeds", []) if _is_number(s.get("fid"))
-                 and abs(s["fid"] - value) <= 0.0051), None)
+                 and abs(s["fid"] - value) <= ROUNDING_TOLERANCE), None)
 
 
 def read(path) -> dict:
@@ -354,7 +358,8 @@ def references_table(results: dict, references: list) -> str:
 def fid_curves(results: dict) -> dict:
     """``{dataset: [(names, curve), ...]}``: the per-epoch FID curves, each ``curve`` a list of
     ``[epoch, FID, N]``. Files that carry the same curve (one training run reported twice, e.g. a VAE and
-    the mixture fitted to its codes after training) share one entry, so each run is drawn once."""
+    the mixture fitted to its codes after training) share one entry, so each run is drawn once; ``names``
+    are in the order of ``results``, so the first is the earliest chapter's, whose run it is."""
     curves = {}
     for name, result in results.items():
         curve = result.get("fid_curve")

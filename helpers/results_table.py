@@ -83,14 +83,14 @@ FIELDS = {
     "train_threads": (False, lambda v: v is None or (isinstance(v, list) and all(_is_count(t) and t > 0 for t in v)),
                       "a list of thread counts, or null"),
     "test_neg_elbo_nats": (False, lambda v: v is None or _is_number(v), "a number of nats per image, or null"),
-    "kid": (False, lambda v: _is_number(v) or (isinstance(v, dict) and _is_number(v.get("value"))),
-            "a number, or an object with a 'value'"),
     "seeds": (False, lambda v: isinstance(v, list) and v and all(isinstance(s, dict) and _is_count(s.get("seed"))
                                                                for s in v),
               "a non-empty list of objects with a 'seed'"),
 }
 FID_FIELDS = {"value": _is_number, "n_generated": _is_count, "reference": _is_text, "n_reference": _is_count,
               "dims": _is_count}
+# The KID of the same features, where a run asked for it (helpers.fid.KIDResult, inside the "fid" object).
+KID_FIELDS = {"value": _is_number, "standard_error": _is_number, "n_subsets": _is_count, "subset_size": _is_count}
 
 
 def _fail(path, field: str, problem: str):
@@ -110,12 +110,22 @@ def check(result: dict, path) -> None:
         _fail(path, "model", f"is {result['model']!r}, but the file is named {Path(path).name}")
     if result["epochs"] is None and not _is_count(result.get("steps")):
         _fail(path, "steps", "must be a whole number when 'epochs' is null")
-    for field, ok in FID_FIELDS.items():
-        if result["fid"] is not None and not ok(result["fid"].get(field)):
-            _fail(path, f"fid.{field}", f"must be a {'name' if field == 'reference' else 'number'}, "
-                                        f"not {result['fid'].get(field)!r}")
+    if result["fid"] is not None:
+        _check_object(path, "fid", result["fid"], FID_FIELDS)
+        if "kid" in result["fid"]:
+            _check_object(path, "fid.kid", result["fid"]["kid"], KID_FIELDS)
     if "fid_mean" in result or "fid_spread" in result:
         _check_seed_summary(result, path)
+
+
+def _check_object(path, name: str, values, fields: dict) -> None:
+    """The object ``name`` (e.g. ``fid``) has each of ``fields`` (field -> check)."""
+    if not isinstance(values, dict):
+        _fail(path, name, f"must be an object with {', '.join(fields)}, not {values!r}")
+    for field, ok in fields.items():
+        if not ok(values.get(field)):
+            _fail(path, f"{name}.{field}", f"must be a {'name' if field == 'reference' else 'number'}, "
+                                           f"not {values.get(field)!r}")
 
 
 def _check_seed_summary(result: dict, path) -> None:
@@ -249,13 +259,11 @@ def _fid(result: dict) -> str:
 
 
 def _kid(result: dict) -> str:
-    kid = result.get("kid")
+    kid = (result["fid"] or {}).get("kid")
     if kid is None:
         return "not recorded"
-    if isinstance(kid, dict):
-        n = f" (N = {kid['n_generated']:,})" if _is_count(kid.get("n_generated")) else ""
-        return f"{kid['value']:.4f}{n}"
-    return f"{kid:.4f}"
+    return (f"{kid['value']:.3g} ± {kid['standard_error']:.2g} (same N as the FID, in {kid['n_subsets']} subsets "
+            f"of {kid['subset_size']:,})")
 
 
 def _seeds(result: dict) -> str:

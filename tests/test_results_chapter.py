@@ -95,10 +95,13 @@ def test_seeds_threads_and_extra_fields_are_shown(tmp_path):
     assert row["KID"] == "not recorded" and row["the report's FID"] == "—"
 
 
+KID = {"value": 0.01234, "standard_error": 0.00056, "n_subsets": 10, "subset_size": 1000}  # as helpers.fid writes it
+
+
 def test_a_recorded_kid_is_shown(tmp_path):
-    write(tmp_path, {**SEEDED, "kid": {"value": 0.01234, "n_generated": 5_000}})
+    write(tmp_path, {**SEEDED, "fid": {**SEEDED["fid"], "kid": KID}})
     row = columns_of(results_table.models_table(results_table.read_all(tmp_path), []))["`mnist_flow_vae`"]
-    assert row["KID"] == "0.0123 (N = 5,000)"
+    assert row["KID"].startswith("0.0123 ± 0.00056") and "10 subsets of 1,000" in row["KID"]
 
 
 def broken(change):
@@ -113,6 +116,8 @@ def broken(change):
     (lambda r: r.update(params="3.5M"), "'params' must be"),
     (lambda r: r.update(profile="quick"), "'profile' must be 'full'"),
     (lambda r: r["fid"].pop("n_generated"), "'fid.n_generated' must be a number"),
+    (lambda r: r["fid"].update(kid={**KID, "standard_error": None}), "'fid.kid.standard_error' must be a number"),
+    (lambda r: r["fid"].update(kid=0.5), "'fid.kid' must be an object with value, standard_error"),
     (lambda r: r.update(fid_curve=[[5, 90.0]]), "'fid_curve' must be"),
     (lambda r: r.update(epochs=None), "'steps' must be a whole number"),
     (lambda r: r.update(model="mnist_vae"), "'model' is 'mnist_vae'"),

@@ -32,7 +32,7 @@ from torch import nn
 
 from . import models
 
-REPORT_CHANNELS = (16, 32, 32, 64)  # the report's hidden widths, image side first (eqs. 3.5-3.8)
+REPORT_CHANNELS = (16, 32, 32, 64)  # the report's hidden widths, from the image inwards (eqs. 3.5-3.8)
 IMAGE_CHANNELS = 3                  # RGB; Imagenette's grayscale photos are repeated to 3 channels
 HALVINGS = 4                        # stride-2 layers; the fifth layer covers what they leave
 
@@ -45,6 +45,14 @@ def check_image_size(size) -> int:
                          f"{HALVINGS} times, so it must be a multiple of {2**HALVINGS}. Use 64 (the book's "
                          f"CPU default) or 160 (the report's).")
     return size
+
+
+def check_channels(channels) -> tuple:
+    """``channels`` if it gives one width to each halving layer; a clear error otherwise."""
+    if len(channels) != HALVINGS:
+        raise ValueError(f"channels={tuple(channels)} must list {HALVINGS} widths, one per halving layer, "
+                         f"from the image inwards, e.g. the report's {REPORT_CHANNELS}.")
+    return tuple(channels)
 
 
 def last_kernel(size: int) -> int:
@@ -69,7 +77,7 @@ class ConvReader(nn.Module):
 
     def __init__(self, size: int, channels):
         super().__init__()
-        self.size, self.width = check_image_size(size), channels[-1]
+        self.size, self.width = check_image_size(size), check_channels(channels)[-1]
         self.trunk = halving_convs((IMAGE_CHANNELS, *channels))
 
     def head(self, outputs: int) -> nn.Conv2d:
@@ -137,7 +145,7 @@ class ConvDecoder(nn.Module):
     def __init__(self, size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS, report_tail: bool = False):
         super().__init__()
         self.size = check_image_size(size)
-        widths = (*reversed(channels), IMAGE_CHANNELS)
+        widths = (*reversed(check_channels(channels)), IMAGE_CHANNELS)
         layers = [nn.ConvTranspose2d(latent_dim, widths[0], last_kernel(size)), nn.ReLU()]
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]

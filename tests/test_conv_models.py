@@ -219,3 +219,11 @@ def test_images_of_another_size_are_refused_before_any_layer_runs():
         encoder(images(2, 160))
     with pytest.raises(ValueError, match="built for N x 3 x 160 x 160"):
         conv_models.ConvDiscriminator(160)(torch.rand(2, 1, 160, 160))
+
+
+def test_channels_need_one_width_per_halving_layer():
+    for make in (conv_models.ConvEncoder, conv_models.ConvDecoder, conv_models.ConvDiscriminator):
+        with pytest.raises(ValueError, match=r"channels=\(16, 32, 64\) must list 4 widths"):
+            make(64, channels=(16, 32, 64))
+    wide = conv_models.ConvDiscriminator(64, channels=(64, 128, 256, 512))
+    assert wide(images(2, 64)).shape == (2,), "any four widths work (DCGAN's, for instance)"

@@ -7,14 +7,16 @@ Modules, one concept each:
 - ``data``: MNIST and Imagenette as in-memory uint8 tensors with the report's splits
 - ``losses``: ELBO terms (closed-form and Monte Carlo KL, Bernoulli likelihood), GAN losses on logits
 - ``models``: priors with ``sample``/``log_prob`` (Gaussian, ex-post mixture), the report's MLP VAE and MLP GAN
+- ``conv_models``: the report's Imagenette convolutional encoder/decoder and GAN, as written and corrected
 - ``flows``: RealNVP affine coupling layers and the flow prior built from them
 - ``objectives``: one training step per model family (VAE, GAN) and the registry of trainable models
 - ``checkpoints``: run folders keyed by configuration, atomic checkpoint writes
 - ``train``: the one training loop (progress, resume, divergence guard, torchrun/DDP) and its CLI
 - ``gan_diagnostics``: per-epoch measurements of a GAN generator's saturation, gradients and Adam step
-- ``fid``: the Fréchet Inception Distance in memory, with cached reference statistics
+- ``fid``: the Fréchet Inception Distance and KID in memory, with cached reference features and statistics
 - ``classifier``: a small MNIST digit classifier, trained once and cached, to judge generated digits
 - ``results``: ``results/<name>.json`` of full-profile runs
+- ``results_table``: every results file read, checked and tabulated for the Results chapter
 - ``pretrained``: the shipped weights in ``pretrained/`` and their SHA-256 manifest
 - ``plots``, ``explore``, ``source``: figures, latent interpolation and the widget explorer, showing the book's code in a chapter
 - ``onnx_export``, ``explorer_page``: the shipped decoders as ONNX files, and the explorer that runs them in the browser

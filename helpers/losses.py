@@ -1,4 +1,4 @@
-"""The objectives of the book: ELBO terms for VAEs and the two GAN losses.
+"""The objectives of the book: ELBO terms for VAEs and the GAN losses (cross-entropy and hinge).
 
 Shapes: N is the batch, D the latent dimension, L the number of Monte Carlo
 samples per data point, P the number of pixels.
@@ -142,3 +142,22 @@ def generator_loss_nonsaturating(fake_logits) -> torch.Tensor:
     fake_logits: N. Returns a scalar.
     """
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def discriminator_loss_hinge(real_logits, fake_logits) -> torch.Tensor:
+    """E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))]: the hinge loss of Lim & Ye (2017), as SNGAN
+    (Miyato et al., 2018) trains its discriminator. D(x) is the raw logit here, not a probability.
+
+    A real logit >= 1 or a fake logit <= -1 costs nothing and passes no gradient: D stops pushing
+    images it already separates by a margin, instead of growing its logits without end as the
+    cross-entropy rewards. real_logits, fake_logits: N. Returns a scalar.
+    """
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def generator_loss_hinge(fake_logits) -> torch.Tensor:
+    """-E[D(G(z))], the generator's side of the hinge loss (Lim & Ye, 2017; Miyato et al., 2018):
+    raise D's logit on generated images, with no margin and no saturation (the gradient per sample
+    is -1 whatever the logit). fake_logits: N. Returns a scalar.
+    """
+    return -fake_logits.mean()

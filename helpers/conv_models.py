@@ -25,6 +25,11 @@ The report's two errors, both kept as options here so a chapter can show them:
 - its decoder and generator put a ReLU before the final Sigmoid (``report_tail=True``):
   sigmoid(t) >= 0.5 for every t >= 0, so no pixel can be darker than mid-grey.
 
+Two stabilizers of the GAN, neither the report's, are options here too: batch norm in the generator
+(``batch_norm=True``, DCGAN's generator, Radford et al., 2016) and spectral normalization in the
+discriminator (``spectral_norm=True``, Miyato et al., 2018). The others act on the training step
+(:mod:`helpers.objectives`, :mod:`helpers.augment`).
+
 As in :mod:`helpers.models`, decoders and generators return logits; images are sigmoid(logits).
 Shapes: N batch, D latent dimension, S image side, 3 colour channels.
 """
@@ -60,11 +65,19 @@ def last_kernel(size: int) -> int:
     return check_image_size(size) // 2**HALVINGS
 
 
-def halving_convs(channels) -> nn.Sequential:
+def normalized(conv: nn.Conv2d, spectral_norm: bool) -> nn.Module:
+    """``conv``, its weight divided by its largest singular value if ``spectral_norm`` (Miyato et al.,
+    2018, as :class:`helpers.models.MLPDiscriminator` does on MNIST). Each layer is then 1-Lipschitz
+    (for the weight read as a C_out x C_in*k*k matrix, the approximation SNGAN makes), so D cannot sharpen
+    its logits without bound; one power iteration per training forward pass estimates the value."""
+    return nn.utils.parametrizations.spectral_norm(conv) if spectral_norm else conv
+
+
+def halving_convs(channels, spectral_norm: bool = False) -> nn.Sequential:
     """4 x 4 stride-2 convolutions between consecutive ``channels``, each followed by LeakyReLU(0.2)."""
     layers = []
     for c_in, c_out in zip(channels[:-1], channels[1:]):
-        layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), models.leaky_relu()]
+        layers += [normalized(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), spectral_norm), models.leaky_relu()]
     return nn.Sequential(*layers)
 
 
@@ -72,16 +85,17 @@ class ConvReader(nn.Module):
     """What every network that reads images shares: the size it was built for and the four halvings.
 
     ``features(x)``: N x 3 x S x S -> N x C x S/16 x S/16 (C = ``channels[-1]``); ``head(k)``
-    makes a fifth layer with ``k`` outputs, each a 1 x 1 map.
+    makes a fifth layer with ``k`` outputs, each a 1 x 1 map. ``spectral_norm`` normalizes every layer.
     """
 
-    def __init__(self, size: int, channels):
+    def __init__(self, size: int, channels, spectral_norm: bool = False):
         super().__init__()
         self.size, self.width = check_image_size(size), check_channels(channels)[-1]
-        self.trunk = halving_convs((IMAGE_CHANNELS, *channels))
+        self.spectral_norm = spectral_norm
+        self.trunk = halving_convs((IMAGE_CHANNELS, *channels), spectral_norm)
 
-    def head(self, outputs: int) -> nn.Conv2d:
-        return nn.Conv2d(self.width, outputs, last_kernel(self.size))
+    def head(self, outputs: int) -> nn.Module:
+        return normalized(nn.Conv2d(self.width, outputs, last_kernel(self.size)), self.spectral_norm)
 
     def features(self, x):
         if x.dim() != 4 or tuple(x.shape[1:]) != (IMAGE_CHANNELS, self.size, self.size):
@@ -122,15 +136,21 @@ class ConvEncoder(ConvReader):
 
 
 class ConvDiscriminator(ConvReader):
-    """D(x) as a logit: the report's four halving layers, then a fifth layer with one output."""
+    """D(x) as a logit: the report's four halving layers, then a fifth layer with one output.
+    ``spectral_norm=True`` normalizes all five (SNGAN's discriminator, Miyato et al., 2018)."""
 
-    def __init__(self, size: int = 64, channels=REPORT_CHANNELS):
-        super().__init__(size, channels)
+    def __init__(self, size: int = 64, channels=REPORT_CHANNELS, spectral_norm: bool = False):
+        super().__init__(size, channels, spectral_norm)
         self.logit = self.head(1)
 
     def forward(self, x):
         """x: N x 3 x S x S in [0, 1] -> logits N."""
         return self.logit(self.features(x)).flatten()
+
+
+def doubling(c_in: int, c_out: int, bias: bool = True) -> nn.ConvTranspose2d:
+    """A 4 x 4 stride-2 transposed convolution: the mirror of a halving layer, doubling the side."""
+    return nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=bias)
 
 
 class ConvDecoder(nn.Module):
@@ -140,16 +160,29 @@ class ConvDecoder(nn.Module):
     The first layer spreads the 1 x 1 latent over an S/16 x S/16 map; the other four double the side.
     ``report_tail=True`` keeps the report's ReLU after the last layer too: the logits are then
     >= 0 and the images sigmoid(logits) lie in [0.5, 1), never darker than mid-grey.
+
+    ``batch_norm=True`` is DCGAN's generator (Radford et al., 2016) with the report's widths: batch
+    norm between each transposed convolution but the last and its ReLU: each channel is rescaled to
+    zero mean and unit variance over the batch (then a learned scale and shift), whatever the weights
+    did to it, so differences between latents are neither shrunk away nor blown up layer by layer.
+    Those convolutions lose their bias, which the mean subtraction would cancel. The last layer is
+    left alone: its logits must be free to reach any brightness. In training mode a batch needs at
+    least 2 latents (all leading axes count as one batch); in eval mode batch norm uses its running
+    statistics, as for sampling after training.
     """
 
-    def __init__(self, size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS, report_tail: bool = False):
+    def __init__(self, size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS, report_tail: bool = False,
+                 batch_norm: bool = False):
         super().__init__()
         self.size = check_image_size(size)
         widths = (*reversed(check_channels(channels)), IMAGE_CHANNELS)
-        layers = [nn.ConvTranspose2d(latent_dim, widths[0], last_kernel(size)), nn.ReLU()]
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
-        self.net = nn.Sequential(*(layers if report_tail else layers[:-1]))
+        convs = [nn.ConvTranspose2d(latent_dim, widths[0], last_kernel(size), bias=not batch_norm),
+                 *(doubling(c_in, c_out, bias=not batch_norm) for c_in, c_out in zip(widths[:-2], widths[1:-1])),
+                 doubling(widths[-2], widths[-1])]
+        layers = []
+        for conv in convs[:-1]:
+            layers += [conv, *([nn.BatchNorm2d(conv.out_channels)] if batch_norm else []), nn.ReLU()]
+        self.net = nn.Sequential(*layers, convs[-1], *([nn.ReLU()] if report_tail else []))
 
     def forward(self, z):
         """z: ... x D (any leading axes, e.g. L samples x N) -> logits ... x 3 x S x S."""
@@ -166,8 +199,9 @@ def imagenette_vae(size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNE
 
 
 def imagenette_gan(size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS,
-                   report_tail: bool = False) -> models.GAN:
+                   report_tail: bool = False, batch_norm: bool = False, spectral_norm: bool = False) -> models.GAN:
     """The report's conv GAN (eqs. 3.7-3.8) with a one-logit :class:`ConvDiscriminator` and the
-    :class:`ConvDecoder` as generator (with the report's final ReLU if ``report_tail``)."""
-    generator = ConvDecoder(size, latent_dim, channels, report_tail)
-    return models.GAN(generator, ConvDiscriminator(size, channels), latent_dim)
+    :class:`ConvDecoder` as generator (with the report's final ReLU if ``report_tail``); options:
+    ``batch_norm`` in the generator (DCGAN's), ``spectral_norm`` in the discriminator (SNGAN's)."""
+    generator = ConvDecoder(size, latent_dim, channels, report_tail, batch_norm)
+    return models.GAN(generator, ConvDiscriminator(size, channels, spectral_norm), latent_dim)

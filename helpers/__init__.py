@@ -13,6 +13,7 @@ Modules, one concept each:
 - ``checkpoints``: run folders keyed by configuration, atomic checkpoint writes
 - ``train``: the one training loop (progress, resume, divergence guard, torchrun/DDP) and its CLI
 - ``gan_diagnostics``: per-epoch measurements of a GAN generator's saturation, gradients and Adam step
+- ``augment``: differentiable augmentation of the images a GAN's discriminator sees (DiffAugment), and random flips
 - ``fid``: the Fréchet Inception Distance and KID in memory, with cached reference features and statistics
 - ``classifier``: a small MNIST digit classifier, trained once and cached, to judge generated digits
 - ``results``: ``results/<name>.json`` of full-profile runs

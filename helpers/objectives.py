@@ -10,8 +10,9 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.optim import swa_utils
 
-from . import conv_models, data, flows, gan_diagnostics, losses, models
+from . import augment, conv_models, data, flows, gan_diagnostics, losses, models
 
 
 def adam(parameters, lr: float, betas=(0.9, 0.999)) -> torch.optim.Adam:
@@ -76,7 +77,13 @@ class VAEObjective(Objective):
         return self.model(x, self.samples)
 
 
-GENERATOR_LOSSES = {"minimax": losses.generator_loss_minimax, "ns": losses.generator_loss_nonsaturating}
+GENERATOR_LOSSES = {"minimax": losses.generator_loss_minimax, "ns": losses.generator_loss_nonsaturating,
+                    "hinge": losses.generator_loss_hinge}
+# D's loss in the game each generator loss belongs to: minimax and ns share the cross-entropy.
+DISCRIMINATOR_LOSSES = {"minimax": losses.discriminator_loss, "ns": losses.discriminator_loss,
+                        "hinge": losses.discriminator_loss_hinge}
+# G's gradient is measured under these two losses in every GAN, and under the one that trains it.
+DIAGNOSED_LOSSES = ("minimax", "ns")
 
 # The generator's diagnostics use the first 100 latents of each evaluation batch: the MNIST GANs'
 # training batch, so a gradient norm is that of a training step's batch; and a fraction of the cost
@@ -87,23 +94,31 @@ DIAGNOSTIC_LATENTS = 100
 class GANObjective(Objective):
     """Alternate one discriminator step and one generator step per batch (Goodfellow et al., Alg. 1, k=1).
 
-    Terms: ``d_loss``, ``g_loss`` (the generator's own loss, minimax or non-saturating),
-    and ``d_real`` / ``d_fake``, the mean D(x) on real and generated images. ``eval_step``
-    adds the generator's diagnostics (:func:`helpers.gan_diagnostics.generator_diagnostics`).
+    Terms: ``d_loss``, ``g_loss`` (the generator's own loss: minimax, non-saturating or hinge),
+    and ``d_real`` / ``d_fake``, the mean sigmoid(D(x)) on real and generated images (D's probability
+    that an image is real under the cross-entropy; under the hinge loss only a monotone reading of
+    the logit). ``eval_step`` adds the generator's diagnostics
+    (:func:`helpers.gan_diagnostics.generator_diagnostics`).
 
-    ``noisy_labels``: train D against noisy target labels (:func:`helpers.losses.discriminator_loss_noisy_labels`);
-    its reported ``d_loss`` is then the noisy one in training and the plain one in evaluation.
+    ``generator_loss="hinge"`` trains D with the hinge loss too (:func:`helpers.losses.discriminator_loss_hinge`);
+    minimax and ns train D with the cross-entropy. ``noisy_labels``: train D against noisy target labels
+    (:func:`helpers.losses.discriminator_loss_noisy_labels`); its reported ``d_loss`` is then the noisy
+    one in training and the plain one in evaluation.
     """
 
     def __init__(self, gan: models.GAN, lr: float, generator_loss: str, betas=(0.5, 0.999),
                  noisy_labels: bool = False):
         if generator_loss not in GENERATOR_LOSSES:
             raise ValueError(f"Unknown generator loss {generator_loss!r}; use one of {list(GENERATOR_LOSSES)}.")
+        if noisy_labels and generator_loss == "hinge":
+            raise ValueError("noisy_labels are targets of the cross-entropy; the hinge loss has none. "
+                             "Use noisy_labels with the minimax or ns loss.")
         self.model = gan
         self.G, self.D = gan.generator, gan.discriminator
         self.generator_loss_name = generator_loss
         self.generator_loss = GENERATOR_LOSSES[generator_loss]
-        self.discriminator_loss = losses.discriminator_loss_noisy_labels if noisy_labels else losses.discriminator_loss
+        self.discriminator_loss = (losses.discriminator_loss_noisy_labels if noisy_labels
+                                   else DISCRIMINATOR_LOSSES[generator_loss])
         self.optimizers = {"generator": adam(self.G.parameters(), lr, betas),
                            "discriminator": adam(self.D.parameters(), lr, betas)}
 
@@ -129,15 +144,17 @@ class GANObjective(Objective):
 
     @torch.no_grad()
     def eval_step(self, real):
-        z, fake, logits, d_loss = self._losses(real)
+        z, fake, logits, d_loss = self._losses(real, DISCRIMINATOR_LOSSES[self.generator_loss_name])
         terms = self._terms(d_loss, self.generator_loss(self.model.discriminator(fake)), logits)
         return {**terms, **self.diagnostics(z[:DIAGNOSTIC_LATENTS])}
 
     def diagnostics(self, z):
         """The generator's saturation, gradients and last Adam step on the latents z (N x D), with no
-        side effects (see :mod:`helpers.gan_diagnostics`): both losses' gradients on the same batch."""
+        side effects (see :mod:`helpers.gan_diagnostics`): the gradients of the minimax and ns losses,
+        and of the loss that trains G if it is another, on the same batch."""
+        diagnosed = {name: GENERATOR_LOSSES[name] for name in (*DIAGNOSED_LOSSES, self.generator_loss_name)}
         return gan_diagnostics.generator_diagnostics(self.model.generator, self.model.discriminator, z,
-                                                     GENERATOR_LOSSES, self.generator_loss_name,
+                                                     diagnosed, self.generator_loss_name,
                                                      self.optimizers["generator"])
 
     def _update(self, player, loss):
@@ -152,6 +169,85 @@ class GANObjective(Objective):
         half = len(d) // 2
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
                 "d_real": d[:half].mean(), "d_fake": d[half:].mean()}
+
+
+def exponential_moving_average(module: nn.Module, decay: float) -> swa_utils.AveragedModel:
+    """A copy of ``module`` whose weights average its weights over training: each
+    ``update_parameters(module)`` sets W_ema <- decay W_ema + (1 - decay) W (the first one copies W).
+
+    Batch norm's running statistics are buffers, not weights: they are copied from ``module`` at each
+    update (``use_buffers=False``), not averaged. They describe the activations of the current weights,
+    a close stand-in for those of the average when the weights move little within the average's
+    horizon of about 1 / (1 - decay) steps. The copy is kept in eval mode: it is never trained.
+    """
+    return swa_utils.AveragedModel(module, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(decay)).eval()
+
+
+class StabilizedGANObjective(GANObjective):
+    """:class:`GANObjective` with two stabilizers of the training step, each optional:
+
+    - ``augment``: D sees only randomly transformed images, real and generated alike, in both players'
+      steps (DiffAugment, :func:`helpers.augment.diff_augment`, Zhao et al., 2020); the real images are
+      also mirrored at random first (:func:`helpers.augment.random_flip`). Evaluation is unaugmented.
+    - ``ema_decay``: an exponential moving average of G's weights (Yazici et al., 2019; BigGAN, StyleGAN),
+      updated after every generator step and saved with the checkpoint. ``sample`` (and so the loop's
+      FID) draws from the average, which smooths out the oscillation of G's weights around the game's
+      equilibrium; the loss terms are those of G itself.
+
+    With neither, a step is :class:`GANObjective`'s, draw for draw.
+    """
+
+    def __init__(self, gan: models.GAN, lr: float, generator_loss: str, betas=(0.5, 0.999),
+                 augment: bool = False, ema_decay: float = None):
+        super().__init__(gan, lr, generator_loss, betas)
+        if ema_decay is not None and not 0 < ema_decay < 1:
+            raise ValueError(f"ema_decay={ema_decay!r} must lie strictly between 0 and 1, e.g. 0.999 "
+                             "(an average over about the last 1,000 steps); None turns the average off.")
+        self.augment = augment
+        self.generator_ema = None if ema_decay is None else exponential_moving_average(gan.generator, ema_decay)
+
+    def train_step(self, real):
+        n = len(real)
+        fake = torch.sigmoid(self.G(self.model.prior.sample(n)))
+        if self.augment:
+            real = augment.random_flip(real)
+        # detach(): D's loss must not reach G. Each call to seen_by_D draws fresh transformations.
+        logits = self.D(self.seen_by_D(torch.cat([real, fake.detach()])))
+        d_loss = self.discriminator_loss(logits[:n], logits[n:])
+        self._update("discriminator", d_loss)
+        g_loss = self.generator_loss(self.D(self.seen_by_D(fake)))  # the gradient flows back through T to G
+        self._update("generator", g_loss)
+        if self.generator_ema is not None:
+            self._ema().update_parameters(self.model.generator)
+        return self._terms(d_loss, g_loss, logits)
+
+    def seen_by_D(self, images):
+        """What D is shown of N x 3 x S x S ``images``: T(images) with DiffAugment, else the images."""
+        return augment.diff_augment(images) if self.augment else images
+
+    def _ema(self) -> swa_utils.AveragedModel:
+        """The average, moved to the model's device (the loop moves ``model``, which does not hold it,
+        so that its parameters are neither counted nor trained as the model's)."""
+        return self.generator_ema.to(self.model.prior.origin.device)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """n images from the averaged generator, n x 3 x S x S in [0, 1]; from G itself without an
+        average, or before its first update (weights loaded into ``model`` alone carry no average)."""
+        if self.generator_ema is None or self.generator_ema.n_averaged == 0:
+            return super().sample(n)
+        return torch.sigmoid(self._ema()(self.model.prior.sample(n)))
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.generator_ema is not None:
+            state["generator_ema"] = self.generator_ema.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.generator_ema is not None:
+            self.generator_ema.load_state_dict(state["generator_ema"])
 
 
 # ---------------------------------------------------------------- the registry
@@ -205,15 +301,37 @@ def _imagenette_vae(size: int, report_tail: bool) -> ModelSpec:
     return ModelSpec("imagenette", IMAGENETTE_VAE_SETTINGS, build, image_size=size)
 
 
-def _imagenette_gan(size: int, generator_loss: str, report_tail: bool) -> ModelSpec:
+def _imagenette_gan(size: int, generator_loss: str, report_tail: bool = False, *, batch_norm: bool = False,
+                    spectral_norm: bool = False, ema_decay: float = None, augment: bool = False) -> ModelSpec:
     """The report's conv GAN (:func:`helpers.conv_models.imagenette_gan`, one-logit D) at ``size`` px
     with one generator loss; ``report_tail`` keeps the report's ReLU before G's Sigmoid. Adam's
-    betas (0.5, 0.999) as on MNIST: the report does not state them."""
+    betas (0.5, 0.999) as on MNIST: the report does not state them. The stabilizers, none of them
+    the report's: ``batch_norm`` in G, ``spectral_norm`` in D, an average of G's weights with
+    ``ema_decay``, DiffAugment with ``augment`` (see :class:`StabilizedGANObjective`)."""
     def build(c):
-        gan = conv_models.imagenette_gan(size, c.latent_dim, report_tail=report_tail)
-        return GANObjective(gan, c.lr, generator_loss)
+        gan = conv_models.imagenette_gan(size, c.latent_dim, report_tail=report_tail,
+                                         batch_norm=batch_norm, spectral_norm=spectral_norm)
+        if ema_decay is None and not augment:
+            return GANObjective(gan, c.lr, generator_loss)
+        return StabilizedGANObjective(gan, c.lr, generator_loss, augment=augment, ema_decay=ema_decay)
 
     return ModelSpec("imagenette", IMAGENETTE_GAN_SETTINGS, build, image_size=size)
+
+
+# The average's decay: a horizon of about 1,000 generator steps, some 6 epochs of Imagenette at batch 50.
+IMAGENETTE_EMA_DECAY = 0.999
+
+# The Imagenette chapter's ablation ladder: each rung adds one stabilizer to the one before, starting
+# from the corrected GAN with the non-saturating loss (imagenette-gan-ns).
+IMAGENETTE_GAN_LADDER = {
+    "imagenette-gan-ns-dcgan": dict(generator_loss="ns", batch_norm=True),
+    "imagenette-gan-ns-dcgan-sn": dict(generator_loss="ns", batch_norm=True, spectral_norm=True),
+    "imagenette-gan-hinge-dcgan-sn": dict(generator_loss="hinge", batch_norm=True, spectral_norm=True),
+    "imagenette-gan-hinge-dcgan-sn-ema": dict(generator_loss="hinge", batch_norm=True, spectral_norm=True,
+                                              ema_decay=IMAGENETTE_EMA_DECAY),
+    "imagenette-gan-hinge-dcgan-sn-ema-diffaug": dict(generator_loss="hinge", batch_norm=True, spectral_norm=True,
+                                                      ema_decay=IMAGENETTE_EMA_DECAY, augment=True),
+}
 
 
 def _imagenette_models() -> dict:
@@ -222,12 +340,15 @@ def _imagenette_models() -> dict:
     ``-report``: the report's layers, read as a VAE and a GAN as chapters 4 and 6 read its MLPs
     (two heads for mu and log sigma^2, one logit for D), keeping its ReLU before the final Sigmoid;
     the GAN trains with the report's minimax loss. Without ``-report``: that ReLU removed.
+    Then the rungs of :data:`IMAGENETTE_GAN_LADDER`.
     """
     variants = {"imagenette-vae-report": lambda size: _imagenette_vae(size, report_tail=True),
                 "imagenette-vae": lambda size: _imagenette_vae(size, report_tail=False),
                 "imagenette-gan-report": lambda size: _imagenette_gan(size, "minimax", report_tail=True),
                 "imagenette-gan-minimax": lambda size: _imagenette_gan(size, "minimax", report_tail=False),
-                "imagenette-gan-ns": lambda size: _imagenette_gan(size, "ns", report_tail=False)}
+                "imagenette-gan-ns": lambda size: _imagenette_gan(size, "ns", report_tail=False),
+                **{name: (lambda size, options=options: _imagenette_gan(size, **options))
+                   for name, options in IMAGENETTE_GAN_LADDER.items()}}
     entries = {}
     for name, make in variants.items():
         entries[name] = make(data.IMAGENETTE_DEFAULT_SIZE)

@@ -77,13 +77,12 @@ class VAEObjective(Objective):
         return self.model(x, self.samples)
 
 
-GENERATOR_LOSSES = {"minimax": losses.generator_loss_minimax, "ns": losses.generator_loss_nonsaturating,
-                    "hinge": losses.generator_loss_hinge}
-# D's loss in the game each generator loss belongs to: minimax and ns share the cross-entropy.
-DISCRIMINATOR_LOSSES = {"minimax": losses.discriminator_loss, "ns": losses.discriminator_loss,
-                        "hinge": losses.discriminator_loss_hinge}
-# G's gradient is measured under these two losses in every GAN, and under the one that trains it.
-DIAGNOSED_LOSSES = ("minimax", "ns")
+# The cross-entropy game's two generator losses; G's gradient is measured under both in every GAN.
+GENERATOR_LOSSES = {"minimax": losses.generator_loss_minimax, "ns": losses.generator_loss_nonsaturating}
+# Every loss a GAN trains with, as (D's loss, G's loss): minimax and ns share D's cross-entropy.
+GAN_LOSSES = {"minimax": (losses.discriminator_loss, losses.generator_loss_minimax),
+              "ns": (losses.discriminator_loss, losses.generator_loss_nonsaturating),
+              "hinge": (losses.discriminator_loss_hinge, losses.generator_loss_hinge)}
 
 # The generator's diagnostics use the first 100 latents of each evaluation batch: the MNIST GANs'
 # training batch, so a gradient norm is that of a training step's batch; and a fraction of the cost
@@ -108,17 +107,16 @@ class GANObjective(Objective):
 
     def __init__(self, gan: models.GAN, lr: float, generator_loss: str, betas=(0.5, 0.999),
                  noisy_labels: bool = False):
-        if generator_loss not in GENERATOR_LOSSES:
-            raise ValueError(f"Unknown generator loss {generator_loss!r}; use one of {list(GENERATOR_LOSSES)}.")
+        if generator_loss not in GAN_LOSSES:
+            raise ValueError(f"Unknown generator loss {generator_loss!r}; use one of {list(GAN_LOSSES)}.")
         if noisy_labels and generator_loss == "hinge":
             raise ValueError("noisy_labels are targets of the cross-entropy; the hinge loss has none. "
                              "Use noisy_labels with the minimax or ns loss.")
         self.model = gan
         self.G, self.D = gan.generator, gan.discriminator
         self.generator_loss_name = generator_loss
-        self.generator_loss = GENERATOR_LOSSES[generator_loss]
-        self.discriminator_loss = (losses.discriminator_loss_noisy_labels if noisy_labels
-                                   else DISCRIMINATOR_LOSSES[generator_loss])
+        plain_discriminator_loss, self.generator_loss = GAN_LOSSES[generator_loss]
+        self.discriminator_loss = losses.discriminator_loss_noisy_labels if noisy_labels else plain_discriminator_loss
         self.optimizers = {"generator": adam(self.G.parameters(), lr, betas),
                            "discriminator": adam(self.D.parameters(), lr, betas)}
 
@@ -144,7 +142,7 @@ class GANObjective(Objective):
 
     @torch.no_grad()
     def eval_step(self, real):
-        z, fake, logits, d_loss = self._losses(real, DISCRIMINATOR_LOSSES[self.generator_loss_name])
+        z, fake, logits, d_loss = self._losses(real, GAN_LOSSES[self.generator_loss_name][0])
         terms = self._terms(d_loss, self.generator_loss(self.model.discriminator(fake)), logits)
         return {**terms, **self.diagnostics(z[:DIAGNOSTIC_LATENTS])}
 
@@ -152,7 +150,7 @@ class GANObjective(Objective):
         """The generator's saturation, gradients and last Adam step on the latents z (N x D), with no
         side effects (see :mod:`helpers.gan_diagnostics`): the gradients of the minimax and ns losses,
         and of the loss that trains G if it is another, on the same batch."""
-        diagnosed = {name: GENERATOR_LOSSES[name] for name in (*DIAGNOSED_LOSSES, self.generator_loss_name)}
+        diagnosed = {**GENERATOR_LOSSES, self.generator_loss_name: self.generator_loss}
         return gan_diagnostics.generator_diagnostics(self.model.generator, self.model.discriminator, z,
                                                      diagnosed, self.generator_loss_name,
                                                      self.optimizers["generator"])

@@ -157,7 +157,7 @@ def params(module):
 
 
 def test_registry_names_sizes_tails_and_the_report_settings():
-    assert len(IMAGENETTE_MODELS) == 10
+    assert len(IMAGENETTE_MODELS) == 10 + 2 * len(objectives.IMAGENETTE_GAN_LADDER)
     for name in IMAGENETTE_MODELS:
         spec = objectives.spec(name)
         objective = build(name)
@@ -172,7 +172,8 @@ def test_registry_names_sizes_tails_and_the_report_settings():
                    {"epochs": 150, "batch_size": 50, "lr": 5e-5}
         assert spec.defaults == expected, f"{name}: the report's settings"
         if "-gan" in name:
-            assert objective.generator_loss_name == ("ns" if "-ns" in name else "minimax"), name
+            expected_loss = "hinge" if "-hinge" in name else "ns" if "-ns" in name else "minimax"
+            assert objective.generator_loss_name == expected_loss, name
 
 
 @pytest.mark.parametrize("name", IMAGENETTE_MODELS)

@@ -1,4 +1,5 @@
-"""Convolutional networks for natural images: the report's Imagenette VAE and GAN, and their corrections.
+"""Convolutional networks: the report's Imagenette VAE and GAN, their corrections, and the same layers
+for MNIST at 32 px (one channel, wider), the book's stronger MNIST models.
 
 The report lists five layers per network (its eqs. 3.5-3.8) and their widths, but no kernel
 sizes or strides. The book's choice takes an S x S image to a 1 x 1 x D latent and back:
@@ -13,6 +14,7 @@ The decoder mirrors this with transposed convolutions. So every side S that is a
 16 works, and the size changes only the fifth layer's kernel:
 
     S     sides through the encoder        fifth kernel
+    32    32 -> 16 -> 8 -> 4 -> 2 -> 1      2 x 2    (MNIST, padded)
     64    64 -> 32 -> 16 -> 8 -> 4 -> 1     4 x 4    (the book's CPU default)
     128   128 -> 64 -> 32 -> 16 -> 8 -> 1   8 x 8
     160   160 -> 80 -> 40 -> 20 -> 10 -> 1  10 x 10  (the report's size)
@@ -31,7 +33,7 @@ discriminator (``spectral_norm=True``, Miyato et al., 2018). The others act on t
 (:mod:`helpers.objectives`, :mod:`helpers.augment`).
 
 As in :mod:`helpers.models`, decoders and generators return logits; images are sigmoid(logits).
-Shapes: N batch, D latent dimension, S image side, 3 colour channels.
+Shapes: N batch, D latent dimension, S image side, C image channels (3 for Imagenette, 1 for MNIST).
 """
 from torch import nn
 
@@ -39,6 +41,8 @@ from . import models
 
 REPORT_CHANNELS = (16, 32, 32, 64)  # the report's hidden widths, from the image inwards (eqs. 3.5-3.8)
 IMAGE_CHANNELS = 3                  # RGB; Imagenette's grayscale photos are repeated to 3 channels
+MNIST_CHANNELS = (32, 64, 128, 256)  # the MNIST conv models' widths: DCGAN's doubling, at a CPU's budget
+MNIST_SIZE = 32                      # MNIST as the book loads it, padded from 28 px
 HALVINGS = 4                        # stride-2 layers; the fifth layer covers what they leave
 
 
@@ -84,22 +88,22 @@ def halving_convs(channels, spectral_norm: bool = False) -> nn.Sequential:
 class ConvReader(nn.Module):
     """What every network that reads images shares: the size it was built for and the four halvings.
 
-    ``features(x)``: N x 3 x S x S -> N x C x S/16 x S/16 (C = ``channels[-1]``); ``head(k)``
+    ``features(x)``: N x C x S x S -> N x W x S/16 x S/16 (W = ``channels[-1]``); ``head(k)``
     makes a fifth layer with ``k`` outputs, each a 1 x 1 map. ``spectral_norm`` normalizes every layer.
     """
 
-    def __init__(self, size: int, channels, spectral_norm: bool = False):
+    def __init__(self, size: int, channels, spectral_norm: bool = False, image_channels: int = IMAGE_CHANNELS):
         super().__init__()
         self.size, self.width = check_image_size(size), check_channels(channels)[-1]
-        self.spectral_norm = spectral_norm
-        self.trunk = halving_convs((IMAGE_CHANNELS, *channels), spectral_norm)
+        self.spectral_norm, self.image_channels = spectral_norm, image_channels
+        self.trunk = halving_convs((image_channels, *channels), spectral_norm)
 
     def head(self, outputs: int) -> nn.Module:
         return normalized(nn.Conv2d(self.width, outputs, last_kernel(self.size)), self.spectral_norm)
 
     def features(self, x):
-        if x.dim() != 4 or tuple(x.shape[1:]) != (IMAGE_CHANNELS, self.size, self.size):
-            raise ValueError(f"{type(self).__name__} was built for N x {IMAGE_CHANNELS} x {self.size} x {self.size} "
+        if x.dim() != 4 or tuple(x.shape[1:]) != (self.image_channels, self.size, self.size):
+            raise ValueError(f"{type(self).__name__} was built for N x {self.image_channels} x {self.size} x {self.size} "
                              f"images, got {tuple(x.shape)}. Load the data at size={self.size}, or build the "
                              "network for the images' size.")
         return self.trunk(x)
@@ -125,12 +129,13 @@ class ConvEncoder(ConvReader):
     """q(z|x) = N(mu, diag(sigma^2)): the report's four halving layers, then two fifth layers, one
     for mu and one for log sigma^2 (the reading :class:`helpers.models.MLPEncoder` uses on MNIST)."""
 
-    def __init__(self, size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS):
-        super().__init__(size, channels)
+    def __init__(self, size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS,
+                 image_channels: int = IMAGE_CHANNELS):
+        super().__init__(size, channels, image_channels=image_channels)
         self.mu, self.logvar = self.head(latent_dim), self.head(latent_dim)
 
     def forward(self, x) -> tuple:
-        """x: N x 3 x S x S in [0, 1] -> (mu, logvar), each N x D."""
+        """x: N x C x S x S in [0, 1] -> (mu, logvar), each N x D."""
         h = self.features(x)
         return self.mu(h).flatten(1), self.logvar(h).flatten(1)
 
@@ -139,12 +144,13 @@ class ConvDiscriminator(ConvReader):
     """D(x) as a logit: the report's four halving layers, then a fifth layer with one output.
     ``spectral_norm=True`` normalizes all five (SNGAN's discriminator, Miyato et al., 2018)."""
 
-    def __init__(self, size: int = 64, channels=REPORT_CHANNELS, spectral_norm: bool = False):
-        super().__init__(size, channels, spectral_norm)
+    def __init__(self, size: int = 64, channels=REPORT_CHANNELS, spectral_norm: bool = False,
+                 image_channels: int = IMAGE_CHANNELS):
+        super().__init__(size, channels, spectral_norm, image_channels)
         self.logit = self.head(1)
 
     def forward(self, x):
-        """x: N x 3 x S x S in [0, 1] -> logits N."""
+        """x: N x C x S x S in [0, 1] -> logits N."""
         return self.logit(self.features(x)).flatten()
 
 
@@ -172,10 +178,10 @@ class ConvDecoder(nn.Module):
     """
 
     def __init__(self, size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS, report_tail: bool = False,
-                 batch_norm: bool = False):
+                 batch_norm: bool = False, image_channels: int = IMAGE_CHANNELS):
         super().__init__()
         self.size = check_image_size(size)
-        widths = (*reversed(check_channels(channels)), IMAGE_CHANNELS)
+        widths = (*reversed(check_channels(channels)), image_channels)
         convs = [nn.ConvTranspose2d(latent_dim, widths[0], last_kernel(size), bias=not batch_norm),
                  *(doubling(c_in, c_out, bias=not batch_norm) for c_in, c_out in zip(widths[:-2], widths[1:-1])),
                  doubling(widths[-2], widths[-1])]
@@ -185,7 +191,7 @@ class ConvDecoder(nn.Module):
         self.net = nn.Sequential(*layers, convs[-1], *([nn.ReLU()] if report_tail else []))
 
     def forward(self, z):
-        """z: ... x D (any leading axes, e.g. L samples x N) -> logits ... x 3 x S x S."""
+        """z: ... x D (any leading axes, e.g. L samples x N) -> logits ... x C x S x S."""
         logits = self.net(z.reshape(-1, z.shape[-1], 1, 1))
         return logits.reshape(*z.shape[:-1], *logits.shape[1:])
 
@@ -205,3 +211,19 @@ def imagenette_gan(size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNE
     ``batch_norm`` in the generator (DCGAN's), ``spectral_norm`` in the discriminator (SNGAN's)."""
     generator = ConvDecoder(size, latent_dim, channels, report_tail, batch_norm)
     return models.GAN(generator, ConvDiscriminator(size, channels, spectral_norm), latent_dim)
+
+
+def mnist_conv_vae(latent_dim: int = 16, channels=MNIST_CHANNELS) -> models.VAE:
+    """A convolutional VAE for 1 x 32 x 32 digits, not the report's: :class:`ConvEncoder` and
+    :class:`ConvDecoder` with ``channels`` (wider than the report's Imagenette widths), a Bernoulli
+    decoder as in chapter 4 and a standard Gaussian prior."""
+    encoder = ConvEncoder(MNIST_SIZE, latent_dim, channels, image_channels=1)
+    decoder = ConvDecoder(MNIST_SIZE, latent_dim, channels, image_channels=1)
+    return models.VAE(encoder, decoder, models.StandardNormalPrior(latent_dim))
+
+
+def mnist_dcgan(latent_dim: int = 100, channels=MNIST_CHANNELS, spectral_norm: bool = True) -> models.GAN:
+    """A DCGAN for 1 x 32 x 32 digits, not the report's: batch norm in the generator (Radford et al.,
+    2016) and, by default, spectral normalization in the discriminator (Miyato et al., 2018)."""
+    generator = ConvDecoder(MNIST_SIZE, latent_dim, channels, batch_norm=True, image_channels=1)
+    return models.GAN(generator, ConvDiscriminator(MNIST_SIZE, channels, spectral_norm, image_channels=1), latent_dim)

@@ -228,3 +228,72 @@ def test_channels_need_one_width_per_halving_layer():
             make(64, channels=(16, 32, 64))
     wide = conv_models.ConvDiscriminator(64, channels=(64, 128, 256, 512))
     assert wide(images(2, 64)).shape == (2,), "any four widths work (DCGAN's, for instance)"
+
+
+# ------------------------------------------------------------------ the MNIST conv models
+
+MNIST_CONV_MODELS = ["mnist-conv-vae", "mnist-dcgan-ns", "mnist-dcgan-hinge"]
+
+
+def test_mnist_conv_networks_read_and_draw_one_channel_at_32_px():
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 32, 32)
+    vae = conv_models.mnist_conv_vae()
+    mu, logvar = vae.encoder(x)
+    assert mu.shape == logvar.shape == (3, 16), "a 16-d latent by default"
+    assert sides(vae.encoder, x) == [16, 8, 4, 2, 1, 1], "four halvings, then a 2 x 2 kernel down to 1 x 1"
+    assert vae.decoder(mu).shape == (3, 1, 32, 32)
+    gan = conv_models.mnist_dcgan()
+    assert gan.generator(torch.randn(4, 100)).shape == (4, 1, 32, 32)
+    assert gan.discriminator(x).shape == (3,)
+    with pytest.raises(ValueError, match=r"built for N x 1 x 32 x 32 images, got \(2, 3, 32, 32\)"):
+        vae.encoder(torch.rand(2, 3, 32, 32))
+
+
+def test_mnist_dcgan_has_batch_norm_in_g_and_spectral_norm_on_every_layer_of_d():
+    gan = conv_models.mnist_dcgan()
+    g_convs = [m for m in gan.generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    g_norms = [m for m in gan.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(g_norms) == len(g_convs) - 1, "batch norm after every transposed convolution but the last"
+    assert [m.out_channels for m in g_convs] == [256, 128, 64, 32, 1]
+    d_convs = [m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(d_convs) == 5 and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in d_convs)
+    plain = conv_models.mnist_dcgan(spectral_norm=False)
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m, "weight")
+                   for m in plain.discriminator.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_mnist_conv_registry_entries_and_their_settings():
+    vae = train.config_for("mnist-conv-vae")
+    assert (vae.latent_dim, vae.lr, vae.batch_size) == (16, 1e-3, 64)
+    for name in ["mnist-dcgan-ns", "mnist-dcgan-hinge"]:
+        objective = build(name)
+        assert isinstance(objective, objectives.StabilizedGANObjective) and objective.generator_ema is not None
+        assert objective.generator_loss_name == name.rsplit("-", 1)[1]
+        assert not objective.augment, "no flips: a mirrored digit is not a digit"
+    config, _ = train._parse(["--model", "mnist-dcgan-ns", "--seed", "2"])
+    assert (config.epochs, config.batch_size, config.lr, config.seed) == (20, 64, 2e-4, 2)
+
+
+@pytest.mark.parametrize("name", MNIST_CONV_MODELS)
+def test_mnist_conv_entry_takes_a_finite_step_on_digit_sized_images(name):
+    objective = build(name)
+    x = data.synthetic("mnist", "train", n=4).float()
+    assert x.shape[1:] == (1, 32, 32)
+    before = params(objective.model)
+    terms = objective.train_step(x)
+    assert all(torch.isfinite(v).all() for v in terms.values()), f"{name}: {terms}"
+    assert not torch.equal(params(objective.model), before), f"{name}: one step must change the weights"
+    assert objective.sample(2).shape == (2, 1, 32, 32)
+
+
+def test_mnist_conv_vae_fits_a_batch():
+    """Thirty steps on one batch of 32 synthetic digits must lower its negative ELBO by a third: an
+    encoder or decoder that lost its gradient (or a KL with the wrong sign) would not."""
+    torch.manual_seed(0)
+    objective = objectives.spec("mnist-conv-vae").build(train.config_for("mnist-conv-vae"))
+    x = data.synthetic("mnist", "train", n=32).float()
+    first = objective.train_step(x)["loss"].item()
+    for _ in range(29):
+        last = objective.train_step(x)["loss"].item()
+    assert last < first * 2 / 3, (first, last)

@@ -7,7 +7,7 @@ Modules, one concept each:
 - ``data``: MNIST and Imagenette as in-memory uint8 tensors with the report's splits
 - ``losses``: ELBO terms (closed-form and Monte Carlo KL, Bernoulli likelihood), GAN losses on logits
 - ``models``: priors with ``sample``/``log_prob`` (Gaussian, ex-post mixture), the report's MLP VAE and MLP GAN
-- ``conv_models``: the report's Imagenette convolutional encoder/decoder and GAN, as written and corrected
+- ``conv_models``: the report's Imagenette convolutional encoder/decoder and GAN, as written and corrected; the MNIST conv VAE and DCGAN
 - ``flows``: RealNVP affine coupling layers and the flow prior built from them
 - ``objectives``: one training step per model family (VAE, GAN) and the registry of trainable models
 - ``checkpoints``: run folders keyed by configuration, atomic checkpoint writes

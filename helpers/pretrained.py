@@ -4,8 +4,9 @@
 configuration and data source, exactly what names its checkpoint folder), the file, its
 SHA-256, the storage dtype and the results file whose numbers it produced (null for a run
 whose chapter has not recorded its numbers yet). A file holds
-what a finished checkpoint holds minus the optimizer state: the model's weights, the
-per-epoch history and the timings of the original run.
+what a finished checkpoint holds minus the optimizer state: the model's weights (and, for a GAN
+sampled from an average of its generator's weights, that average), the per-epoch history and the
+timings of the original run.
 
 :func:`helpers.train.run` falls back to these weights when no checkpoint of the exact
 configuration exists; ``BOOK_PRETRAINED=0`` turns that off, so every run trains from
@@ -23,6 +24,8 @@ from .paths import REPO_ROOT
 
 MANIFEST = "manifest.json"
 SWITCH = "BOOK_PRETRAINED"
+# What a shipped file keeps of a checkpoint's objective state: the weights a chapter samples from.
+WEIGHTS = ("model", "generator_ema")
 
 
 class PretrainedError(RuntimeError):
@@ -85,14 +88,22 @@ def verify(entry: dict) -> Path:
 def load(identity: dict, map_location=None):
     """The shipped state of a finished run, or None (no entry, or ``BOOK_PRETRAINED=0``).
 
-    Returns ``{"model": state_dict (float32), "history": [...], "timings": [...]}``.
+    Returns ``{"model": state_dict (float32), "history": [...], "timings": [...]}``, plus
+    ``"generator_ema"`` (float32) for a run whose objective kept an average of G's weights.
     """
     entry = entry_for(identity) if enabled() else None
     if entry is None:
         return None
     state = torch.load(verify(entry), map_location=map_location, weights_only=True)
-    state["model"] = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
+    for key in WEIGHTS:
+        if key in state:
+            state[key] = _cast(state[key], torch.float32)
     return state
+
+
+def _cast(weights: dict, dtype) -> dict:
+    """Floating-point tensors to ``dtype``; integer buffers (step counts) as they are."""
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
 
 
 def export(state: dict, identity: dict, *, results, half: bool) -> dict:
@@ -103,13 +114,13 @@ def export(state: dict, identity: dict, *, results, half: bool) -> dict:
     ``half``: store floating-point weights as float16 (halves the size; only where measured
     harmless for the model's FID). Returns the manifest entry.
     """
-    model = state["objective"]["model"]
+    weights = {key: state["objective"][key] for key in WEIGHTS if state["objective"].get(key) is not None}
     if half:
-        model = {k: v.half() if v.is_floating_point() else v for k, v in model.items()}
+        weights = {key: _cast(w, torch.float16) for key, w in weights.items()}
     name = f"{identity['model']}-{config_hash(identity)}.pt"
     folder().mkdir(parents=True, exist_ok=True)
     atomic_write(folder() / name, lambda p: torch_save(
-        {"model": model, "history": state["history"], "timings": state["timings"]}, p))
+        {**weights, "history": state["history"], "timings": state["timings"]}, p))
     entry = {"file": name, "sha256": sha256(folder() / name), "dtype": "float16" if half else "float32",
              "results": results, "identity": identity}
     runs = [e for e in manifest()["runs"] if e["identity"] != identity] + [entry]

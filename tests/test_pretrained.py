@@ -168,3 +168,30 @@ def test_shipped_weights_reproduce_their_recorded_test_elbo(tmp_path, monkeypatc
         with torch.no_grad():
             measured = train.evaluate(run.objective, test.images, 0, 1)["loss"]
         assert abs(measured - recorded) < 0.3, f"{entry['file']}: test negative ELBO {measured:.2f}, recorded {recorded}"
+
+
+def test_a_gan_sampled_from_its_weight_average_ships_the_average_and_samples_from_it(shipped, tmp_path, monkeypatch):
+    """An -ema GAN's samples come from the average of G's weights. Shipped without it, a reader's copy would
+    silently sample from the raw G instead; so the file keeps the average, and train.run restores it."""
+    import dataclasses
+
+    from helpers import checkpoints, data, train
+
+    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "trained"))
+    config = train.config_for("mnist-dcgan-ns", epochs=1, train_limit=64, val_limit=16, batch_size=16)
+    trained = train.run(config, progress=False)
+    identity = {**dataclasses.asdict(config), "data": data.source("mnist")}
+    pretrained.export(checkpoints.load(trained.folder), identity, results=None, half=False)
+
+    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "fresh"))
+    loaded = train.run(config, progress=False)
+    assert loaded.origin == "pretrained"
+    z = loaded.model.prior.sample(8)
+    with torch.no_grad():
+        from_average = torch.sigmoid(trained.objective.generator_ema(z))
+        from_g = torch.sigmoid(trained.model.generator(z))
+    assert not torch.allclose(from_average, from_g, atol=1e-3), "after 4 steps the average differs from G"
+    torch.manual_seed(5)
+    expected = trained.objective.sample(8)
+    torch.manual_seed(5)
+    assert torch.equal(loaded.objective.sample(8), expected)

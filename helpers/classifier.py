@@ -111,20 +111,35 @@ def _train_epoch(net, optimizer, train: data.Split, config, epoch, device, progr
         optimizer.step()
 
 
+def _check_mnist(images: torch.Tensor, where: str) -> None:
+    check_images(images, where)
+    if images.shape[1:] != (1, 32, 32):
+        raise ValueError(f"The MNIST classifier takes N x 1 x 32 x 32 images; got shape {tuple(images.shape)}.")
+
+
 @torch.no_grad()
+def _apply(layers: nn.Module, images: torch.Tensor, device) -> torch.Tensor:
+    """``layers`` on N x 1 x 32 x 32 images (uint8, or float in [0, 1]) in batches, on ``device``; the
+    outputs concatenated on the CPU."""
+    outputs = []
+    for batch in images.split(BATCH):
+        x = batch.to(device)
+        outputs.append(layers(x.float().div(255) if x.dtype == torch.uint8 else x.float()).cpu())
+    return torch.cat(outputs)
+
+
 def predict(net: nn.Module, images: torch.Tensor, device=None) -> torch.Tensor:
     """Class probabilities p(y|x): N x 10, for images N x 1 x 32 x 32 (uint8, or float in [0, 1]),
     checked as FID checks them (:func:`helpers.fid.check_images`)."""
-    check_images(images, "classifier.predict")
-    if images.shape[1:] != (1, 32, 32):
-        raise ValueError(f"The MNIST classifier takes N x 1 x 32 x 32 images; got shape {tuple(images.shape)}.")
-    device = device or next(net.parameters()).device
-    probs = []
-    for batch in images.split(BATCH):
-        x = batch.to(device)
-        x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
-        probs.append(net(x).softmax(-1).cpu())
-    return torch.cat(probs)
+    _check_mnist(images, "classifier.predict")
+    return _apply(net, images, device or next(net.parameters()).device).softmax(-1)
+
+
+def embed(net: nn.Module, images: torch.Tensor, device=None) -> torch.Tensor:
+    """The classifier's features of N x 1 x 32 x 32 images: the activations of its last hidden
+    layer, N x 256, where the ten classes are linearly separable (the head is one linear layer)."""
+    _check_mnist(images, "classifier.embed")
+    return _apply(net[:-1], images, device or next(net.parameters()).device)
 
 
 def accuracy(net: nn.Module, split: data.Split, device=None) -> float:
@@ -146,3 +161,21 @@ def classifier_score(probs: torch.Tensor) -> float:
     marginal = probs.mean(0, keepdim=True)
     kl = (probs * (probs.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(-1)
     return kl.mean().exp().item()
+
+
+def within_class_spread(features: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """Mean Euclidean distance between the features of two different images of the same class.
+
+    features: N x F; labels: N class indices (true or predicted). Returns K float64 values, NaN for a class
+    with fewer than two images. A generator that draws one prototype per class scores near 0 however
+    good its digits are; compare with the same measure on real digits, labelled the same way.
+    """
+    if features.ndim != 2 or labels.shape != features.shape[:1]:
+        raise ValueError(f"Expected features N x F and N labels; got {tuple(features.shape)} and {tuple(labels.shape)}.")
+    spread = torch.full((num_classes,), float("nan"), dtype=torch.double)
+    for k in range(num_classes):
+        members = features[labels == k].double()
+        m = len(members)
+        if m >= 2:  # the m x m distance matrix has m (zero) diagonal entries and m (m - 1) pairs off it
+            spread[k] = torch.cdist(members, members).sum() / (m * (m - 1))
+    return spread

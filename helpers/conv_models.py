@@ -213,13 +213,14 @@ def imagenette_gan(size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNE
     return models.GAN(generator, ConvDiscriminator(size, channels, spectral_norm), latent_dim)
 
 
-def mnist_conv_vae(latent_dim: int = 16, channels=MNIST_CHANNELS) -> models.VAE:
+def mnist_conv_vae(latent_dim: int = 16, channels=MNIST_CHANNELS, prior: nn.Module = None) -> models.VAE:
     """A convolutional VAE for 1 x 32 x 32 digits, not the report's: :class:`ConvEncoder` and
     :class:`ConvDecoder` with ``channels`` (wider than the report's Imagenette widths), a Bernoulli
-    decoder as in chapter 4 and a standard Gaussian prior."""
+    decoder as in chapter 4 and a standard Gaussian prior, or ``prior`` (e.g.
+    :class:`helpers.flows.RealNVPPrior`, as :func:`helpers.models.mnist_vae` takes one)."""
     encoder = ConvEncoder(MNIST_SIZE, latent_dim, channels, image_channels=1)
     decoder = ConvDecoder(MNIST_SIZE, latent_dim, channels, image_channels=1)
-    return models.VAE(encoder, decoder, models.StandardNormalPrior(latent_dim))
+    return models.VAE(encoder, decoder, models.StandardNormalPrior(latent_dim) if prior is None else prior)
 
 
 def mnist_dcgan(latent_dim: int = 100, channels=MNIST_CHANNELS, spectral_norm: bool = True) -> models.GAN:

@@ -229,10 +229,11 @@ class StabilizedGANObjective(GANObjective):
         return self.generator_ema.to(self.model.prior.origin.device)
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        """n images from the averaged generator, n x 3 x S x S in [0, 1]; from G itself without an
-        average, or before its first update (weights loaded into ``model`` alone carry no average)."""
-        if self.generator_ema is None or self.generator_ema.n_averaged == 0:
+    def sample(self, n: int, average: bool = True) -> torch.Tensor:
+        """n images from the averaged generator, n x C x S x S in [0, 1]; from G itself with
+        ``average=False`` (to measure what the average buys), without an average, or before its
+        first update (weights loaded into ``model`` alone carry no average)."""
+        if not average or self.generator_ema is None or self.generator_ema.n_averaged == 0:
             return super().sample(n)
         return torch.sigmoid(self._ema()(self.model.prior.sample(n)))
 
@@ -391,6 +392,10 @@ MODELS = {
     "mnist-conv-vae": ModelSpec(
         "mnist", MNIST_CONV_VAE_SETTINGS,
         lambda c: VAEObjective(conv_models.mnist_conv_vae(c.latent_dim), c.lr, c.samples)),
+    "mnist-conv-flow-vae": ModelSpec(  # the same conv VAE with chapter 8's RealNVP prior, trained jointly
+        "mnist", MNIST_CONV_VAE_SETTINGS,
+        lambda c: VAEObjective(conv_models.mnist_conv_vae(c.latent_dim, prior=flows.RealNVPPrior(c.latent_dim)),
+                               c.lr, c.samples)),
     "mnist-dcgan-ns": _mnist_dcgan("ns"),
     "mnist-dcgan-hinge": _mnist_dcgan("hinge"),
     **_imagenette_models(),

@@ -111,3 +111,39 @@ def test_a_classifier_held_by_another_run_is_refused_before_training(monkeypatch
     with checkpoints.lock(checkpoints.run_folder(identity)):
         with pytest.raises(checkpoints.RunInProgressError, match="pid"):
             classifier.load(QUICK, progress=False)
+
+
+def test_within_class_spread_is_the_mean_distance_over_pairs_of_one_class():
+    # Class 0: points 0, 1, 3 on a line, pairwise distances 1, 3, 2 -> mean 2. Class 1: one point -> NaN.
+    # Class 2: two identical points -> 0 (a collapsed class).
+    features = torch.tensor([[0.0, 0], [1, 0], [3, 0], [5, 5], [2, 2], [2, 2]])
+    labels = torch.tensor([0, 0, 0, 1, 2, 2])
+    spread = classifier.within_class_spread(features, labels, num_classes=3)
+    assert spread[0].item() == pytest.approx(2.0)
+    assert spread[1].isnan()
+    assert spread[2].item() == 0.0
+
+
+def test_within_class_spread_matches_a_loop_over_pairs():
+    g = torch.Generator().manual_seed(0)
+    features, labels = torch.randn(40, 5, generator=g), torch.randint(0, 4, (40,), generator=g)
+    spread = classifier.within_class_spread(features, labels, num_classes=4)
+    for k in range(4):
+        members = features[labels == k].double()
+        pairs = [(members[i] - members[j]).norm() for i in range(len(members)) for j in range(len(members)) if i != j]
+        assert spread[k].item() == pytest.approx(torch.stack(pairs).mean().item(), rel=1e-9)
+
+
+def test_within_class_spread_refuses_mismatched_labels():
+    with pytest.raises(ValueError, match="N x F and N labels"):
+        classifier.within_class_spread(torch.zeros(5, 3), torch.zeros(4, dtype=torch.long))
+
+
+def test_embedding_is_the_input_of_the_linear_head():
+    net = classifier.mnist_classifier().eval()
+    images = torch.rand(7, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    features = classifier.embed(net, images)
+    assert features.shape == (7, 256)
+    assert torch.allclose(net[-1](features).softmax(-1), classifier.predict(net, images), atol=1e-6)
+    with pytest.raises(ValueError, match="^classifier.embed: "):
+        classifier.embed(net, images * 255)

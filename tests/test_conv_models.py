@@ -1,10 +1,12 @@
 """The conv networks of the Imagenette chapter: their geometry (image -> 1 x 1 x D latent -> image),
 the report's two errors and their corrections, the registry entries, and clear errors for bad sizes."""
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import conv_models, data, objectives, train
+from helpers import conv_models, data, flows, models, objectives, train
 
 SIZES = [64, 160]
 IMAGENETTE_MODELS = sorted(name for name in objectives.MODELS if name.startswith("imagenette-"))
@@ -232,7 +234,7 @@ def test_channels_need_one_width_per_halving_layer():
 
 # ------------------------------------------------------------------ the MNIST conv models
 
-MNIST_CONV_MODELS = ["mnist-conv-vae", "mnist-dcgan-ns", "mnist-dcgan-hinge"]
+MNIST_CONV_MODELS = ["mnist-conv-vae", "mnist-conv-flow-vae", "mnist-dcgan-ns", "mnist-dcgan-hinge"]
 
 
 def test_mnist_conv_networks_read_and_draw_one_channel_at_32_px():
@@ -266,6 +268,11 @@ def test_mnist_dcgan_has_batch_norm_in_g_and_spectral_norm_on_every_layer_of_d()
 def test_mnist_conv_registry_entries_and_their_settings():
     vae = train.config_for("mnist-conv-vae")
     assert (vae.latent_dim, vae.lr, vae.batch_size) == (16, 1e-3, 64)
+    assert dataclasses.replace(train.config_for("mnist-conv-flow-vae"), model="mnist-conv-vae") == vae, \
+        "the flow-prior conv VAE differs from the conv VAE in its prior only"
+    flow_vae = build("mnist-conv-flow-vae").model
+    assert isinstance(flow_vae.prior, flows.RealNVPPrior) and flow_vae.prior.dim == 16
+    assert isinstance(build("mnist-conv-vae").model.prior, models.StandardNormalPrior)
     for name in ["mnist-dcgan-ns", "mnist-dcgan-hinge"]:
         objective = build(name)
         assert isinstance(objective, objectives.StabilizedGANObjective) and objective.generator_ema is not None

@@ -206,6 +206,10 @@ def test_sample_draws_from_the_average_once_it_exists():
     torch.manual_seed(3)
     assert torch.equal(from_average, expected), "sample uses the averaged generator"
     assert not torch.allclose(from_average, objective.model.sample(4)), "... not G's current weights"
+    torch.manual_seed(3)
+    from_generator = objective.sample(4, average=False)
+    torch.manual_seed(3)
+    assert torch.equal(from_generator, objective.model.sample(4)), "average=False draws from G itself"
     assert not objective.generator_ema.training, "the average is never trained: batch norm in eval mode"
 
 

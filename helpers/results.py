@@ -99,3 +99,10 @@ def _read(path) -> dict:
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err}): restore it (git checkout {path.name} in its folder), "
                          "or record with force=True to replace it.") from err
+
+
+def mean_sd(values) -> tuple:
+    """Mean and sample standard deviation (the ``fid_spread`` of a results file) of per-seed values;
+    the deviation is NaN for a single value."""
+    values = torch.tensor(values, dtype=torch.double)
+    return values.mean().item(), (values.std().item() if len(values) > 1 else float("nan"))

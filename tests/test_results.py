@@ -1,6 +1,7 @@
 """results.record: what a results file says about a run, that quick runs never write one, and
 that a run with other settings than the published ones never replaces the published file."""
 import json
+import math
 import re
 import shutil
 from types import SimpleNamespace
@@ -117,3 +118,10 @@ def test_a_corrupt_published_file_is_named(full):
     (results_dir() / "mnist_vae.json").write_text('{"model": "mnist_vae", "fid_cur')
     with pytest.raises(ValueError, match=re.escape(f"{results_dir() / 'mnist_vae.json'} is not valid JSON")):
         results.record("mnist_vae", run, dataset="mnist", image_size=32, fid=final_fid)
+
+
+def test_mean_sd_is_the_mean_and_the_sample_standard_deviation_over_seeds():
+    mean, sd = results.mean_sd([1.0, 2.0, 4.0])
+    assert mean == pytest.approx(7 / 3)
+    assert sd == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2)), "divides by N - 1"
+    assert math.isnan(results.mean_sd([3.0])[1]), "one seed has no spread"

@@ -48,9 +48,14 @@ class Objective:
                 "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
+        self.load_sampling_weights(state)
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
+
+    def load_sampling_weights(self, weights: dict) -> None:
+        """Load the weights that sampling uses (``weights["model"]``), e.g. from ``pretrained/``, which
+        ships no optimizer state."""
+        self.model.load_state_dict(weights["model"])
 
 
 class VAEObjective(Objective):
@@ -243,10 +248,11 @@ class StabilizedGANObjective(GANObjective):
             state["generator_ema"] = self.generator_ema.state_dict()
         return state
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def load_sampling_weights(self, weights: dict) -> None:
+        """G and D, and the average of G's weights that ``sample`` draws from, where one is kept."""
+        super().load_sampling_weights(weights)
         if self.generator_ema is not None:
-            self.generator_ema.load_state_dict(state["generator_ema"])
+            self.generator_ema.load_state_dict(weights["generator_ema"])
 
 
 # ---------------------------------------------------------------- the registry

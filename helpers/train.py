@@ -269,9 +269,7 @@ def _train(config, spec, identity, folder, *, resume, progress, device) -> Run:
     if state is None and resume:
         shipped = pretrained.load(identity, map_location=device)  # no data, no training: seconds
         if shipped is not None:
-            objective.model.load_state_dict(shipped["model"])
-            if "generator_ema" in shipped:  # a GAN sampled from the average of G's weights samples from it
-                objective.generator_ema.load_state_dict(shipped["generator_ema"])
+            objective.load_sampling_weights(shipped)
             objective.model.eval()
             return Run(config, objective, shipped["history"], shipped["timings"], folder, origin="pretrained")
     history, timings, origin = [], [], "trained"

@@ -16,7 +16,7 @@ Modules, one concept each:
 - ``augment``: differentiable augmentation of the images a GAN's discriminator sees (DiffAugment), and random flips
 - ``fid``: the Fréchet Inception Distance and KID in memory, with cached reference features and statistics
 - ``classifier``: a small MNIST digit classifier, trained once and cached, to judge generated digits (classes, within-class spread)
-- ``likelihood``: a trained VAE's test-set bounds (ELBO, importance-weighted) with standard errors, and its active dimensions
+- ``evaluation``: a trained VAE's test-set bounds (ELBO, importance-weighted) with standard errors, and its active dimensions
 - ``results``: ``results/<name>.json`` of full-profile runs, and the mean and spread over seeds
 - ``results_table``: every results file read, checked and tabulated for the Results chapter
 - ``pretrained``: the shipped weights in ``pretrained/`` and their SHA-256 manifest

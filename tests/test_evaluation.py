@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import likelihood, models
+from helpers import evaluation, models
 
 
 class HalfActiveEncoder(nn.Module):
@@ -34,7 +34,7 @@ def images(n=64):
 def test_bounds_are_the_means_of_the_per_image_bounds_with_their_standard_errors():
     vae, x = small_vae(), images()
     torch.manual_seed(1)
-    numbers = likelihood.test_bounds(vae, x, iw_samples=20, batch=10)
+    numbers = evaluation.vae_test_bounds(vae, x, iw_samples=20, batch=10)
     torch.manual_seed(1)
     neg_elbo = torch.cat([-vae.importance_log_likelihood(b, samples=1) for b in x.split(10)])
     neg_iw = torch.cat([-vae.importance_log_likelihood(b, samples=20) for b in x.split(10)])
@@ -45,4 +45,4 @@ def test_bounds_are_the_means_of_the_per_image_bounds_with_their_standard_errors
 
 
 def test_active_dimensions_are_those_whose_posterior_mean_varies():
-    assert likelihood.test_bounds(small_vae(dim=5), images(), iw_samples=2)["active"] == 3
+    assert evaluation.vae_test_bounds(small_vae(dim=5), images(), iw_samples=2)["active"] == 3

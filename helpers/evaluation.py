@@ -22,7 +22,7 @@ def _mean_and_se(values: torch.Tensor) -> tuple:
 
 
 @torch.no_grad()
-def test_bounds(vae: VAE, x: torch.Tensor, iw_samples: int = 100, batch: int = 500) -> dict:
+def vae_test_bounds(vae: VAE, x: torch.Tensor, iw_samples: int = 100, batch: int = 500) -> dict:
     """Negative ELBO (one reparameterized draw per image) and negative IW-``iw_samples`` bound of
     images x (N x C x H x W in [0, 1]), and the number of active latent dimensions.
 

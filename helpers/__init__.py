@@ -5,8 +5,8 @@ Modules, one concept each:
 - ``profile``: the ``BOOK_PROFILE`` switch (quick | full), the device and the run banner
 - ``paths``: where data, caches, checkpoints and results live
 - ``data``: MNIST and Imagenette as in-memory uint8 tensors with the report's splits
-- ``losses``: ELBO terms (closed-form and Monte Carlo KL, Bernoulli likelihood), GAN losses on logits
-- ``models``: priors with ``sample``/``log_prob`` (Gaussian, ex-post mixture), the report's MLP VAE and MLP GAN
+- ``losses``: ELBO terms (closed-form and Monte Carlo KL, Bernoulli and discretized likelihoods), GAN losses on logits
+- ``models``: priors with ``sample``/``log_prob`` (Gaussian, ex-post mixture), decoder likelihoods (Bernoulli, discretized logistic or normal), the report's MLP VAE and MLP GAN
 - ``conv_models``: the report's Imagenette convolutional encoder/decoder and GAN, as written and corrected; the MNIST conv VAE and DCGAN
 - ``flows``: RealNVP affine coupling layers and the flow prior built from them
 - ``objectives``: one training step per model family (VAE, GAN) and the registry of trainable models
@@ -16,7 +16,7 @@ Modules, one concept each:
 - ``augment``: differentiable augmentation of the images a GAN's discriminator sees (DiffAugment), and random flips
 - ``fid``: the Fréchet Inception Distance and KID in memory, with cached reference features and statistics
 - ``classifier``: a small MNIST digit classifier, trained once and cached, to judge generated digits (classes, within-class spread)
-- ``evaluation``: a trained VAE's test-set bounds (ELBO, importance-weighted) with standard errors, and its active dimensions
+- ``evaluation``: a trained VAE's test-set bounds (ELBO, importance-weighted) with standard errors, its active dimensions, bits per dimension
 - ``results``: ``results/<name>.json`` of full-profile runs, and the mean and spread over seeds
 - ``results_table``: every results file read, checked and tabulated for the Results chapter
 - ``pretrained``: the shipped weights in ``pretrained/`` and their SHA-256 manifest

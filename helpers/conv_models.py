@@ -197,11 +197,14 @@ class ConvDecoder(nn.Module):
 
 
 def imagenette_vae(size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS,
-                   report_tail: bool = False) -> models.VAE:
+                   report_tail: bool = False, likelihood: nn.Module = None) -> models.VAE:
     """The report's conv VAE (eqs. 3.5-3.6) read as a VAE: :class:`ConvEncoder` (mu, log sigma^2),
-    :class:`ConvDecoder` (with the report's final ReLU if ``report_tail``), a standard Gaussian prior."""
+    :class:`ConvDecoder` (with the report's final ReLU if ``report_tail``), a standard Gaussian prior,
+    and the report's Bernoulli likelihood unless ``likelihood`` is given (e.g.
+    :class:`helpers.models.DiscretizedLikelihood`)."""
     decoder = ConvDecoder(size, latent_dim, channels, report_tail)
-    return models.VAE(ConvEncoder(size, latent_dim, channels), decoder, models.StandardNormalPrior(latent_dim))
+    return models.VAE(ConvEncoder(size, latent_dim, channels), decoder, models.StandardNormalPrior(latent_dim),
+                      likelihood)
 
 
 def imagenette_gan(size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS,

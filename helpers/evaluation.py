@@ -1,9 +1,10 @@
 """Test-set numbers of a trained VAE: its negative ELBO and importance-weighted bound, and how many
 latent dimensions it uses.
 
-Both bounds are in nats per image, averaged over the digits given, each with the standard error of
-that mean (the spread over digits, not over seeds). On grey-level MNIST the decoder is a Bernoulli
-read as a cross-entropy, so they bound that cross-entropy, not a log-likelihood (chapter 3).
+Both bounds are in nats per image, averaged over the images given, each with the standard error of
+that mean (the spread over images, not over seeds). With a Bernoulli decoder on grey levels they bound
+a cross-entropy, not a log-likelihood (chapter 3); with a discretized likelihood they bound
+-log P(x) of the 8-bit images, and :func:`bits_per_dimension` makes them comparable across sizes.
 """
 import math
 
@@ -35,3 +36,9 @@ def vae_test_bounds(vae: VAE, x: torch.Tensor, iw_samples: int = 100, batch: int
     (elbo, elbo_se), (iw, iw_se) = _mean_and_se(neg_elbo), _mean_and_se(neg_iw)
     return {"neg_elbo": elbo, "neg_elbo_se": elbo_se, "neg_iw": iw, "neg_iw_se": iw_se,
             "active": int((mu.var(0) > ACTIVE_VARIANCE).sum())}
+
+
+def bits_per_dimension(nats: float, image_shape) -> float:
+    """A negative log-likelihood (or bound) of one image in nats, per pixel and channel in bits:
+    nats / (C H W ln 2) for ``image_shape`` (C, H, W). 8 bits is what storing raw 8-bit values costs."""
+    return nats / (math.prod(image_shape) * math.log(2))

@@ -86,6 +86,45 @@ def bernoulli_log_likelihood(x, logits) -> torch.Tensor:
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
 
+# log F(t) of the standardized distributions a pixel's level can be drawn from; both are symmetric,
+# F(-t) = 1 - F(t), which :func:`_log_bin_mass` uses to stay in the tail where the mass is small.
+LOG_CDF = {"logistic": F.logsigmoid, "normal": torch.special.log_ndtr}
+
+
+def _log_bin_mass(lo: torch.Tensor, hi: torch.Tensor, log_cdf) -> torch.Tensor:
+    """log(F(hi) - F(lo)) for standardized bin edges lo < hi, elementwise.
+
+    Right of the centre F(hi) - F(lo) = F(-lo) - F(-hi), whose terms are small there, so the
+    difference does not cancel to 0 as two values near 1 would. Then log(A - B) = log A + log(1 - B/A).
+    """
+    right = lo + hi > 0
+    a, b = torch.where(right, -lo, hi), torch.where(right, -hi, lo)  # a > b
+    log_a, log_b = log_cdf(a), log_cdf(b)
+    return log_a + torch.log(-torch.expm1(log_b - log_a))
+
+
+def discretized_log_likelihood(x, mean, log_scale, cdf: str = "logistic", levels: int = 256) -> torch.Tensor:
+    """log P(x | z) of images with ``levels`` grey levels per channel, summed over pixels.
+
+    A pixel at level k, x = k / (levels - 1), gets the probability of its bin [x - h, x + h]
+    (h = half a level) under a logistic or normal distribution with location ``mean`` and scale
+    exp(``log_scale``); the bins of 0 and 1 reach to -inf and +inf, so the levels' probabilities sum
+    to 1 (the discretized logistic of PixelCNN++, Salimans et al., 2017). A probability, not a
+    density: -log P / (P log 2) is bits per dimension, comparable across models.
+
+    x: N x P on the grid of levels in [0, 1]; mean: ... x N x P (any leading axes, e.g. L samples);
+    log_scale: broadcastable to mean. Returns ... x N.
+    """
+    if cdf not in LOG_CDF:
+        raise ValueError(f"cdf={cdf!r}: use one of {sorted(LOG_CDF)}.")
+    log_cdf, h = LOG_CDF[cdf], 0.5 / (levels - 1)
+    x = x.expand_as(mean)
+    inv_scale = torch.exp(-log_scale)
+    lo, hi = (x - h - mean) * inv_scale, (x + h - mean) * inv_scale
+    log_p = torch.where(x < h, log_cdf(hi), torch.where(x > 1 - h, log_cdf(-lo), _log_bin_mass(lo, hi, log_cdf)))
+    return log_p.sum(-1)
+
+
 # ---------------------------------------------------------------- GAN losses on logits
 
 def discriminator_loss(real_logits, fake_logits, real_targets=None, fake_targets=None) -> torch.Tensor:

@@ -158,18 +158,56 @@ class MLPDiscriminator(nn.Module):
         return self.net(x.flatten(1)).squeeze(-1)
 
 
+# ---------------------------------------------------------------- the decoder's likelihood
+
+class BernoulliLikelihood(nn.Module):
+    """p(x|z) = prod_p Bernoulli(x_p; sigmoid(logit_p)): the report's choice. On grey levels it is a
+    cross-entropy with soft targets, not a probability of the images (chapter 3)."""
+
+    def log_prob(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """x: N x C x H x W in [0, 1]; logits: ... x N x C x H x W. Returns ... x N."""
+        return losses.bernoulli_log_likelihood(x.flatten(1), logits.flatten(-3))
+
+
+class DiscretizedLikelihood(nn.Module):
+    """p(x|z) for 8-bit images: each pixel's level drawn from a logistic or normal distribution,
+    discretized to the 256 levels (:func:`helpers.losses.discretized_log_likelihood`), with mean
+    sigmoid(logit) as the Bernoulli's and one learned scale per channel (initially ``scale``), so a
+    decoder needs no extra outputs. A probability of the images: comparable in bits per dimension.
+    """
+
+    # Below a thousandth of a level the bin's probability is 1 or 0 in float32: nothing left to learn.
+    MIN_LOG_SCALE = math.log(1e-3 / 255)
+
+    def __init__(self, channels: int, cdf: str = "logistic", scale: float = 0.1):
+        super().__init__()
+        if cdf not in losses.LOG_CDF:
+            raise ValueError(f"cdf={cdf!r}: use one of {sorted(losses.LOG_CDF)}.")
+        self.cdf = cdf
+        self.log_scale = nn.Parameter(torch.full((channels,), math.log(scale)))
+
+    def log_prob(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """x: N x C x H x W on the 256 levels of [0, 1]; logits: ... x N x C x H x W. Returns ... x N."""
+        log_scale = self.log_scale.clamp(min=self.MIN_LOG_SCALE)[:, None, None].expand(logits.shape[-3:])
+        return losses.discretized_log_likelihood(x.flatten(1), torch.sigmoid(logits).flatten(-3),
+                                                 log_scale.flatten(), self.cdf)
+
+
 # ---------------------------------------------------------------- the VAE
 
 class VAE(nn.Module):
-    """A VAE with a Bernoulli decoder and any prior that has ``sample`` and ``log_prob``.
+    """A VAE with any prior that has ``sample`` and ``log_prob`` and a decoder likelihood: Bernoulli
+    by default, or a :class:`DiscretizedLikelihood`. Either way the decoder returns logits and the
+    images it shows are sigmoid(logits), the likelihood's mean.
 
     ``forward(x)`` returns the per-batch loss terms, so a DistributedDataParallel wrapper
     (which synchronizes gradients through ``forward``) sees the whole computation.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module, likelihood: nn.Module = None):
         super().__init__()
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
+        self.likelihood = BernoulliLikelihood() if likelihood is None else likelihood
 
     def forward(self, x: torch.Tensor, samples: int = 1) -> dict:
         """Negative ELBO of a batch, in nats per image, with L = ``samples`` reparameterized draws.
@@ -179,7 +217,7 @@ class VAE(nn.Module):
         """
         mu, logvar = self.encoder(x)
         z = losses.reparameterize(mu, logvar, samples)                          # L x N x D
-        log_px = losses.bernoulli_log_likelihood(x.flatten(1), self.decoder(z).flatten(2))  # L x N
+        log_px = self.likelihood.log_prob(x, self.decoder(z))                  # L x N
         if hasattr(self.prior, "kl"):
             kl = self.prior.kl(mu, logvar)                                      # closed form
         else:
@@ -197,18 +235,19 @@ class VAE(nn.Module):
         """
         mu, logvar = self.encoder(x)
         z = losses.reparameterize(mu, logvar, samples)                                   # K x N x D
-        log_px = losses.bernoulli_log_likelihood(x.flatten(1), self.decoder(z).flatten(2))  # K x N
+        log_px = self.likelihood.log_prob(x, self.decoder(z))                            # K x N
         log_w = log_px + self.prior.log_prob(z) - losses.normal_log_prob(z, mu, logvar)
         return torch.logsumexp(log_w, 0) - math.log(samples)
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        """n images from p(z) p(x|z), shown as the Bernoulli means: n x C x H x W in [0, 1]."""
+        """n images from p(z) p(x|z), shown as sigmoid(logits) (see :meth:`decode`): n x C x H x W in [0, 1]."""
         return self.decode(self.prior.sample(n))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Bernoulli means sigmoid(decoder(z)): ... x D -> ... x C x H x W in [0, 1]."""
+        """sigmoid(decoder(z)), the Bernoulli's mean and a discretized likelihood's location:
+        ... x D -> ... x C x H x W in [0, 1]."""
         return torch.sigmoid(self.decoder(z))
 
     @torch.no_grad()

@@ -297,11 +297,15 @@ IMAGENETTE_GAN_SETTINGS = {"epochs": 150, "batch_size": 50, "lr": 5e-5}
 IMAGENETTE_REPORT_SIZE = 160
 
 
-def _imagenette_vae(size: int, report_tail: bool) -> ModelSpec:
+def _imagenette_vae(size: int, report_tail: bool, cdf: str = None) -> ModelSpec:
     """The report's conv VAE (:func:`helpers.conv_models.imagenette_vae`) at ``size`` px; ``report_tail``
-    keeps the report's ReLU before the decoder's Sigmoid (no pixel darker than mid-grey)."""
+    keeps the report's ReLU before the decoder's Sigmoid (no pixel darker than mid-grey). ``cdf``
+    replaces the report's Bernoulli likelihood with a discretized "logistic" or "normal" one, with a
+    learned scale per colour channel (:class:`helpers.models.DiscretizedLikelihood`)."""
     def build(c):
-        return VAEObjective(conv_models.imagenette_vae(size, c.latent_dim, report_tail=report_tail), c.lr, c.samples)
+        likelihood = None if cdf is None else models.DiscretizedLikelihood(conv_models.IMAGE_CHANNELS, cdf)
+        vae = conv_models.imagenette_vae(size, c.latent_dim, report_tail=report_tail, likelihood=likelihood)
+        return VAEObjective(vae, c.lr, c.samples)
 
     return ModelSpec("imagenette", IMAGENETTE_VAE_SETTINGS, build, image_size=size)
 
@@ -349,6 +353,8 @@ def _imagenette_models() -> dict:
     """
     variants = {"imagenette-vae-report": lambda size: _imagenette_vae(size, report_tail=True),
                 "imagenette-vae": lambda size: _imagenette_vae(size, report_tail=False),
+                "imagenette-vae-normal": lambda size: _imagenette_vae(size, report_tail=False, cdf="normal"),
+                "imagenette-vae-logistic": lambda size: _imagenette_vae(size, report_tail=False, cdf="logistic"),
                 "imagenette-gan-report": lambda size: _imagenette_gan(size, "minimax", report_tail=True),
                 "imagenette-gan-minimax": lambda size: _imagenette_gan(size, "minimax", report_tail=False),
                 "imagenette-gan-ns": lambda size: _imagenette_gan(size, "ns", report_tail=False),

@@ -159,7 +159,7 @@ def params(module):
 
 
 def test_registry_names_sizes_tails_and_the_report_settings():
-    assert len(IMAGENETTE_MODELS) == 10 + 2 * len(objectives.IMAGENETTE_GAN_LADDER)
+    assert len(IMAGENETTE_MODELS) == 14 + 2 * len(objectives.IMAGENETTE_GAN_LADDER)
     for name in IMAGENETTE_MODELS:
         spec = objectives.spec(name)
         objective = build(name)
@@ -176,6 +176,11 @@ def test_registry_names_sizes_tails_and_the_report_settings():
         if "-gan" in name:
             expected_loss = "hinge" if "-hinge" in name else "ns" if "-ns" in name else "minimax"
             assert objective.generator_loss_name == expected_loss, name
+        else:
+            likelihood = objective.model.likelihood
+            cdf = "normal" if "-normal" in name else "logistic" if "-logistic" in name else None
+            assert getattr(likelihood, "cdf", None) == cdf, f"{name}: the report's Bernoulli, or the named discretized one"
+            assert cdf is None or likelihood.log_scale.shape == (3,), "one scale per colour channel"
 
 
 @pytest.mark.parametrize("name", IMAGENETTE_MODELS)

@@ -46,3 +46,9 @@ def test_bounds_are_the_means_of_the_per_image_bounds_with_their_standard_errors
 
 def test_active_dimensions_are_those_whose_posterior_mean_varies():
     assert evaluation.vae_test_bounds(small_vae(dim=5), images(), iw_samples=2)["active"] == 3
+
+
+def test_bits_per_dimension_of_a_uniform_8_bit_image_is_8():
+    shape = (3, 4, 5)
+    nats_of_uniform = math.prod(shape) * math.log(256)  # each of the 60 values has probability 1/256
+    assert evaluation.bits_per_dimension(nats_of_uniform, shape) == pytest.approx(8.0)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
+from helpers import losses
 from helpers.losses import (
     bernoulli_log_likelihood,
     kl_monte_carlo,
@@ -227,3 +228,71 @@ def test_bernoulli_log_likelihood_is_finite_for_extreme_logits():
     bernoulli_log_likelihood(x, logits).sum().backward()
     torch.testing.assert_close(logits.grad, x - torch.sigmoid(logits.detach()),
                                msg="d log p / d logit = x - sigmoid(logit): it must not vanish when wrong")
+
+
+# ------------------------------------------------------------------ discretized likelihoods of 8-bit pixels
+
+LEVELS = torch.arange(256, dtype=torch.double) / 255
+
+
+@pytest.mark.parametrize("cdf", ["logistic", "normal"])
+@pytest.mark.parametrize("mean, log_scale", [(0.5, -2.0), (0.0, -7.0), (1.0, -7.0), (0.3, 1.0), (-2.0, -3.0), (3.0, -1.0),
+                                             (0.5, -7.0), (0.123, -5.5)])
+def test_the_probabilities_of_the_256_levels_sum_to_one(cdf, mean, log_scale):
+    # One pixel per level: x = k / 255 for k = 0..255, all with the same distribution.
+    log_p = losses.discretized_log_likelihood(LEVELS[:, None], torch.full((256, 1), mean, dtype=torch.double),
+                                              torch.tensor(log_scale, dtype=torch.double), cdf=cdf)
+    assert torch.isfinite(log_p).all()
+    assert log_p.exp().sum().item() == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("cdf", ["logistic", "normal"])
+def test_each_bin_holds_the_mass_the_distribution_gives_it(cdf):
+    g = torch.Generator().manual_seed(0)
+    x = LEVELS[torch.randint(1, 255, (50,), generator=g)][:, None]  # inner levels
+    log_scale = torch.empty(50, 1, dtype=torch.double).uniform_(-5, -1, generator=g)
+    scale, h = log_scale.exp(), 0.5 / 255
+    # Within 3 scales of the pixel, where the plain difference of two CDFs below is still accurate
+    # (further out it cancels to 0; the next test covers the tails).
+    mean = x + scale * torch.empty(50, 1, dtype=torch.double).uniform_(-3, 3, generator=g)
+    if cdf == "normal":
+        dist = torch.distributions.Normal(mean, scale)
+    else:  # the logistic as a sigmoid-transformed uniform, built independently of losses
+        dist = torch.distributions.TransformedDistribution(
+            torch.distributions.Uniform(torch.zeros_like(mean), torch.ones_like(mean)),
+            [torch.distributions.transforms.SigmoidTransform().inv,
+             torch.distributions.transforms.AffineTransform(mean, scale)])
+    expected = (dist.cdf(x + h) - dist.cdf(x - h)).log().squeeze(1)
+    assert torch.allclose(losses.discretized_log_likelihood(x, mean, log_scale, cdf=cdf), expected, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("cdf", ["logistic", "normal"])
+def test_the_edge_levels_take_the_whole_tail(cdf):
+    # Level 0 gets F(h), level 255 gets 1 - F(1 - h): all the mass below and above.
+    mean, log_scale = torch.tensor([0.02, 0.97], dtype=torch.double), torch.tensor([-2.5, -3.0], dtype=torch.double)
+    h, s = 0.5 / 255, log_scale.exp()
+    if cdf == "normal":
+        below, above = Normal(mean[0], s[0]).cdf(mean.new_tensor(h)), 1 - Normal(mean[1], s[1]).cdf(mean.new_tensor(1 - h))
+    else:
+        below, above = torch.sigmoid((h - mean[0]) / s[0]), 1 - torch.sigmoid((1 - h - mean[1]) / s[1])
+    log_p = losses.discretized_log_likelihood(torch.tensor([[0.0], [1.0]], dtype=torch.double), mean[:, None],
+                                              log_scale[:, None], cdf=cdf)
+    assert torch.allclose(log_p, torch.stack([below, above]).log(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("cdf", ["logistic", "normal"])
+def test_far_tails_stay_finite_and_keep_a_gradient(cdf):
+    # A sharp distribution far from the pixel: F(hi) and F(lo) both round to 1 (or 0) in float32, yet
+    # the bin's log-probability must stay finite, and so must its gradient, edges included.
+    x = torch.tensor([[0.0, 0.2, 0.9, 1.0]])
+    mean = torch.tensor([[0.9, 0.95, 0.1, 0.05]], requires_grad=True)
+    log_scale = torch.full((1, 4), -6.0, requires_grad=True)
+    log_p = losses.discretized_log_likelihood(x, mean, log_scale, cdf=cdf)
+    log_p.backward()
+    assert torch.isfinite(log_p).all() and log_p.item() < -100
+    assert torch.isfinite(mean.grad).all() and torch.isfinite(log_scale.grad).all()
+
+
+def test_an_unknown_cdf_is_refused():
+    with pytest.raises(ValueError, match="cdf='cauchy'"):
+        losses.discretized_log_likelihood(torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1), cdf="cauchy")

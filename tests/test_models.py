@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import distributions as dist
 
-from helpers import explore, models
+from helpers import conv_models, explore, losses, models
 
 
 def binary_batch(n=6, seed=0):
@@ -169,3 +169,55 @@ def test_batch_norm_generator_takes_any_leading_axes_and_samples_in_range():
     assert images.shape == (3, 5, 1, 32, 32) and 0 <= images.min() and images.max() <= 1
     assert torch.allclose(images[1, 2], gan.decode(z[1, 2:3])[0], atol=1e-6)
     assert gan.discriminator(images[0]).shape == (5,)
+
+
+# ------------------------------------------------------------------ the decoder's likelihood
+
+def discretized_vae(cdf="logistic"):
+    return conv_models.imagenette_vae(32, latent_dim=8, likelihood=models.DiscretizedLikelihood(3, cdf))
+
+
+def rgb_images(n=4):
+    return torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(0)).float() / 255
+
+
+@pytest.mark.parametrize("cdf", ["logistic", "normal"])
+def test_a_discretized_vae_scores_its_reconstructions_with_that_likelihood(cdf):
+    vae, x = discretized_vae(cdf), rgb_images()
+    torch.manual_seed(1)
+    terms = vae(x)
+    torch.manual_seed(1)
+    mu, logvar = vae.encoder(x)
+    logits = vae.decoder(losses.reparameterize(mu, logvar, 1))
+    scale = vae.likelihood.log_scale[:, None, None].expand(3, 32, 32).flatten()
+    expected = -losses.discretized_log_likelihood(x.flatten(1), torch.sigmoid(logits).flatten(-3), scale, cdf).mean()
+    assert terms["rec"].item() == pytest.approx(expected.item(), rel=1e-6)
+    terms["loss"].backward()
+    assert vae.likelihood.log_scale.grad is not None and vae.likelihood.log_scale.grad.abs().sum() > 0, \
+        "the scales are learned with the rest of the VAE"
+    assert any(p is vae.likelihood.log_scale for p in vae.parameters()), "and so reach the optimizer"
+
+
+def test_the_bernoulli_vae_is_unchanged_by_the_likelihood_option():
+    torch.manual_seed(0)
+    vae = models.mnist_vae(latent_dim=4)
+    x = torch.rand(3, 1, 32, 32)
+    torch.manual_seed(1)
+    rec = vae(x)["rec"]
+    torch.manual_seed(1)
+    mu, logvar = vae.encoder(x)
+    logits = vae.decoder(losses.reparameterize(mu, logvar, 1))
+    assert rec.item() == pytest.approx(-losses.bernoulli_log_likelihood(x.flatten(1), logits.flatten(2)).mean().item())
+    assert "likelihood" not in "".join(vae.state_dict()), "no new weights: shipped Bernoulli VAEs still load"
+
+
+def test_a_collapsed_scale_is_held_at_a_thousandth_of_a_level():
+    likelihood = models.DiscretizedLikelihood(3)
+    with torch.no_grad():
+        likelihood.log_scale.fill_(-100.0)
+    log_p = likelihood.log_prob(rgb_images(2), torch.zeros(2, 3, 32, 32))
+    assert torch.isfinite(log_p).all()
+    clamped = models.DiscretizedLikelihood(3, scale=1e-3 / 255).log_prob(rgb_images(2), torch.zeros(2, 3, 32, 32))
+    assert torch.allclose(log_p, clamped)
+    with pytest.raises(ValueError, match="cdf='laplace'"):
+        models.DiscretizedLikelihood(3, cdf="laplace")

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import distributions as dist
 
-from helpers import conv_models, explore, losses, models
+from helpers import conv_models, explore, losses, models, objectives
 
 
 def binary_batch(n=6, seed=0):
@@ -221,3 +221,17 @@ def test_a_collapsed_scale_is_held_at_a_thousandth_of_a_level():
     assert torch.allclose(log_p, clamped)
     with pytest.raises(ValueError, match="cdf='laplace'"):
         models.DiscretizedLikelihood(3, cdf="laplace")
+
+
+def test_the_likelihood_scales_learn_at_their_own_rate_and_the_networks_at_the_vae_rate():
+    objective = objectives.VAEObjective(discretized_vae(), lr=1e-4)
+    groups = objective.optimizers["vae"].param_groups
+    assert [g["lr"] for g in groups] == [1e-4, objectives.LIKELIHOOD_LR]
+    assert groups[1]["params"] == [objective.model.likelihood.log_scale]
+    assert sum(len(g["params"]) for g in groups) == len(list(objective.model.parameters())), "every weight, once"
+    before = objective.model.likelihood.log_scale.detach().clone()
+    objective.train_step(rgb_images())
+    assert (objective.model.likelihood.log_scale - before).abs().max().item() == pytest.approx(objectives.LIKELIHOOD_LR, rel=1e-3), \
+        "Adam's first step moves each parameter by its learning rate"
+    bernoulli = objectives.VAEObjective(models.mnist_vae(latent_dim=4), lr=1e-4)
+    assert len(bernoulli.optimizers["vae"].param_groups) == 1, "a Bernoulli VAE's optimizer (and checkpoints) as before"

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import conv_models, data, flows, models, objectives, train
+from helpers import conv_models, data, flows, losses, models, objectives, train
 
 SIZES = [64, 160]
 IMAGENETTE_MODELS = sorted(name for name in objectives.MODELS if name.startswith("imagenette-"))
@@ -159,7 +159,8 @@ def params(module):
 
 
 def test_registry_names_sizes_tails_and_the_report_settings():
-    assert len(IMAGENETTE_MODELS) == 14 + 2 * len(objectives.IMAGENETTE_GAN_LADDER)
+    assert len(IMAGENETTE_MODELS) == 14 + 2 * len(objectives.IMAGENETTE_REPORT_IMPROVEMENTS) \
+        + 2 * len(objectives.IMAGENETTE_GAN_LADDER)
     for name in IMAGENETTE_MODELS:
         spec = objectives.spec(name)
         objective = build(name)
@@ -176,6 +177,11 @@ def test_registry_names_sizes_tails_and_the_report_settings():
         if "-gan" in name:
             expected_loss = "hinge" if "-hinge" in name else "ns" if "-ns" in name else "minimax"
             assert objective.generator_loss_name == expected_loss, name
+            widths = [m.out_channels for m in objective.model.discriminator.trunk if isinstance(m, torch.nn.Conv2d)]
+            assert widths == ([32, 64, 64, 128] if "-wide" in name else [16, 32, 32, 64]), \
+                f"{name}: the report's widths, doubled in its 'wider feature maps' improvement"
+            noisy = objective.discriminator_loss is losses.discriminator_loss_noisy_labels
+            assert noisy == ("-noisy" in name), f"{name}: noisy target labels only where named"
         else:
             likelihood = objective.model.likelihood
             cdf = "normal" if "-normal" in name else "logistic" if "-logistic" in name else None

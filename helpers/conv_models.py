@@ -11,7 +11,8 @@ sizes or strides. The book's choice takes an S x S image to a 1 x 1 x D latent a
   no padding: a fully connected layer written as a convolution, down to 1 x 1.
 
 The decoder mirrors this with transposed convolutions. So every side S that is a multiple of
-16 works, and the size changes only the fifth layer's kernel:
+16 works, and the size changes only the fifth layer's kernel. (In general there is one halving
+per width in ``channels``; the MNIST DCGAN uses three, see :data:`MNIST_DCGAN_CHANNELS`.)
 
     S     sides through the encoder        fifth kernel
     32    32 -> 16 -> 8 -> 4 -> 2 -> 1      2 x 2    (MNIST, padded)
@@ -41,32 +42,37 @@ from . import models
 
 REPORT_CHANNELS = (16, 32, 32, 64)  # the report's hidden widths, from the image inwards (eqs. 3.5-3.8)
 IMAGE_CHANNELS = 3                  # RGB; Imagenette's grayscale photos are repeated to 3 channels
-MNIST_CHANNELS = (32, 64, 128, 256)  # the MNIST conv models' widths: DCGAN's doubling, at a CPU's budget
+MNIST_CHANNELS = (32, 64, 128, 256)  # the MNIST conv VAE's widths: DCGAN's doubling, at a CPU's budget
+# The MNIST DCGAN's: three halvings, so its generator starts from a 4 x 4 map as DCGAN's does. From a
+# 2 x 2 map (four halvings at 32 px) its batch-normalized generator collapsed to one image within 200
+# steps in every variant tried (with or without spectral norm in D, DCGAN's initialization, another
+# D), while the same layers from 4 x 4 trained.
+MNIST_DCGAN_CHANNELS = (64, 128, 256)
 MNIST_SIZE = 32                      # MNIST as the book loads it, padded from 28 px
-HALVINGS = 4                        # stride-2 layers; the fifth layer covers what they leave
 
 
-def check_image_size(size) -> int:
-    """``size`` if four halvings and one full-size kernel take it to 1 x 1; a clear error otherwise."""
-    if not (isinstance(size, int) and not isinstance(size, bool) and size >= 2**HALVINGS
-            and size % 2**HALVINGS == 0):
-        raise ValueError(f"Image size {size!r} is not supported: the conv networks halve the side "
-                         f"{HALVINGS} times, so it must be a multiple of {2**HALVINGS}. Use 64 (the book's "
+def check_channels(channels) -> tuple:
+    """``channels`` if it gives a positive width to each halving layer (at least one); a clear error otherwise."""
+    channels = tuple(channels)
+    if not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
+        raise ValueError(f"channels={channels} must list one positive width per halving layer, from the image "
+                         f"inwards, e.g. the report's {REPORT_CHANNELS}.")
+    return channels
+
+
+def check_image_size(size, halvings: int = len(REPORT_CHANNELS)) -> int:
+    """``size`` if ``halvings`` halvings and one full-size kernel take it to 1 x 1; a clear error otherwise."""
+    if not (isinstance(size, int) and not isinstance(size, bool) and size >= 2**halvings
+            and size % 2**halvings == 0):
+        raise ValueError(f"Image size {size!r} is not supported: these conv networks halve the side "
+                         f"{halvings} times, so it must be a multiple of {2**halvings}. Use 64 (the book's "
                          f"CPU default) or 160 (the report's).")
     return size
 
 
-def check_channels(channels) -> tuple:
-    """``channels`` if it gives one width to each halving layer; a clear error otherwise."""
-    if len(channels) != HALVINGS:
-        raise ValueError(f"channels={tuple(channels)} must list {HALVINGS} widths, one per halving layer, "
-                         f"from the image inwards, e.g. the report's {REPORT_CHANNELS}.")
-    return tuple(channels)
-
-
-def last_kernel(size: int) -> int:
-    """The fifth layer's kernel side: what is left of ``size`` after the halvings (4 at 64 px, 10 at 160)."""
-    return check_image_size(size) // 2**HALVINGS
+def last_kernel(size: int, halvings: int = len(REPORT_CHANNELS)) -> int:
+    """The last layer's kernel side: what is left of ``size`` after the halvings (4 at 64 px, 10 at 160)."""
+    return check_image_size(size, halvings) // 2**halvings
 
 
 def normalized(conv: nn.Conv2d, spectral_norm: bool) -> nn.Module:
@@ -86,20 +92,23 @@ def halving_convs(channels, spectral_norm: bool = False) -> nn.Sequential:
 
 
 class ConvReader(nn.Module):
-    """What every network that reads images shares: the size it was built for and the four halvings.
+    """What every network that reads images shares: the size it was built for and the halvings, one
+    per width in ``channels`` (four for the report's networks).
 
-    ``features(x)``: N x C x S x S -> N x W x S/16 x S/16 (W = ``channels[-1]``); ``head(k)``
-    makes a fifth layer with ``k`` outputs, each a 1 x 1 map. ``spectral_norm`` normalizes every layer.
+    ``features(x)``: N x C x S x S -> N x W x S/2^h x S/2^h (W = ``channels[-1]``, h halvings);
+    ``head(k)`` makes a last layer with ``k`` outputs, each a 1 x 1 map. ``spectral_norm`` normalizes
+    every layer.
     """
 
     def __init__(self, size: int, channels, spectral_norm: bool = False, image_channels: int = IMAGE_CHANNELS):
         super().__init__()
-        self.size, self.width = check_image_size(size), check_channels(channels)[-1]
+        channels = check_channels(channels)
+        self.size, self.width, self.halvings = check_image_size(size, len(channels)), channels[-1], len(channels)
         self.spectral_norm, self.image_channels = spectral_norm, image_channels
         self.trunk = halving_convs((image_channels, *channels), spectral_norm)
 
     def head(self, outputs: int) -> nn.Module:
-        return normalized(nn.Conv2d(self.width, outputs, last_kernel(self.size)), self.spectral_norm)
+        return normalized(nn.Conv2d(self.width, outputs, last_kernel(self.size, self.halvings)), self.spectral_norm)
 
     def features(self, x):
         if x.dim() != 4 or tuple(x.shape[1:]) != (self.image_channels, self.size, self.size):
@@ -180,9 +189,10 @@ class ConvDecoder(nn.Module):
     def __init__(self, size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS, report_tail: bool = False,
                  batch_norm: bool = False, image_channels: int = IMAGE_CHANNELS):
         super().__init__()
-        self.size = check_image_size(size)
-        widths = (*reversed(check_channels(channels)), image_channels)
-        convs = [nn.ConvTranspose2d(latent_dim, widths[0], last_kernel(size), bias=not batch_norm),
+        channels = check_channels(channels)
+        self.size = check_image_size(size, len(channels))
+        widths = (*reversed(channels), image_channels)
+        convs = [nn.ConvTranspose2d(latent_dim, widths[0], last_kernel(size, len(channels)), bias=not batch_norm),
                  *(doubling(c_in, c_out, bias=not batch_norm) for c_in, c_out in zip(widths[:-2], widths[1:-1])),
                  doubling(widths[-2], widths[-1])]
         layers = []
@@ -226,8 +236,9 @@ def mnist_conv_vae(latent_dim: int = 16, channels=MNIST_CHANNELS, prior: nn.Modu
     return models.VAE(encoder, decoder, models.StandardNormalPrior(latent_dim) if prior is None else prior)
 
 
-def mnist_dcgan(latent_dim: int = 100, channels=MNIST_CHANNELS, spectral_norm: bool = True) -> models.GAN:
+def mnist_dcgan(latent_dim: int = 100, channels=MNIST_DCGAN_CHANNELS, spectral_norm: bool = True) -> models.GAN:
     """A DCGAN for 1 x 32 x 32 digits, not the report's: batch norm in the generator (Radford et al.,
-    2016) and, by default, spectral normalization in the discriminator (Miyato et al., 2018)."""
+    2016) and, by default, spectral normalization in the discriminator (Miyato et al., 2018). With its
+    three widths G grows 1 -> 4 -> 8 -> 16 -> 32 and D reads 32 -> 16 -> 8 -> 4 -> 1, as DCGAN's do."""
     generator = ConvDecoder(MNIST_SIZE, latent_dim, channels, batch_norm=True, image_channels=1)
     return models.GAN(generator, ConvDiscriminator(MNIST_SIZE, channels, spectral_norm, image_channels=1), latent_dim)

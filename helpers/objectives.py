@@ -190,10 +190,25 @@ def exponential_moving_average(module: nn.Module, decay: float) -> swa_utils.Ave
 
     Batch norm's running statistics are buffers, not weights: they are copied from ``module`` at each
     update (``use_buffers=False``), not averaged. They describe the activations of the current weights,
-    a close stand-in for those of the average when the weights move little within the average's
-    horizon of about 1 / (1 - decay) steps. The copy is kept in eval mode: it is never trained.
+    not of the average, whose activations can have quite another scale (on MNIST the copied statistics
+    turned a DCGAN's average into a generator of black images); :func:`standing_statistics` recomputes
+    them before the average samples. The copy is kept in eval mode: it is never trained.
     """
     return swa_utils.AveragedModel(module, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(decay)).eval()
+
+
+# Latents for the average's batch-norm statistics: fixed (seeded apart from the global generator, so
+# that sampling draws the same images whether or not statistics were recomputed first) and plentiful.
+STANDING_BATCHES, STANDING_BATCH_SIZE, STANDING_SEED = 10, 256, 0
+
+
+def standing_statistics(generator: nn.Module, latent_dim: int, device) -> None:
+    """Recompute the batch-norm running statistics of ``generator`` (latents N x D -> images) for its
+    own weights: the mean and variance of each layer's inputs over STANDING_BATCHES fixed batches of
+    N(0, I) latents (``torch.optim.swa_utils.update_bn``; BigGAN's "standing statistics")."""
+    g = torch.Generator().manual_seed(STANDING_SEED)
+    latents = [torch.randn(STANDING_BATCH_SIZE, latent_dim, generator=g) for _ in range(STANDING_BATCHES)]
+    swa_utils.update_bn(latents, generator, device=device)
 
 
 class StabilizedGANObjective(GANObjective):
@@ -218,6 +233,7 @@ class StabilizedGANObjective(GANObjective):
                              "(an average over about the last 1,000 steps); None turns the average off.")
         self.augment = augment
         self.generator_ema = None if ema_decay is None else exponential_moving_average(gan.generator, ema_decay)
+        self._statistics_for = None  # the update count of the average whose batch-norm statistics are current
 
     def train_step(self, real):
         n = len(real)
@@ -243,6 +259,15 @@ class StabilizedGANObjective(GANObjective):
         so that its parameters are neither counted nor trained as the model's)."""
         return self.generator_ema.to(self.model.prior.origin.device)
 
+    def averaged_generator(self) -> nn.Module:
+        """The average of G's weights as a generator (latents N x D -> logits), in eval mode, with batch-norm
+        statistics recomputed for its weights whenever it changed since they last were."""
+        ema = self._ema()
+        if self._statistics_for != int(ema.n_averaged):
+            standing_statistics(ema.module, self.model.prior.dim, self.model.prior.origin.device)
+            self._statistics_for = int(ema.n_averaged)
+        return ema.eval()
+
     @torch.no_grad()
     def sample(self, n: int, average: bool = True) -> torch.Tensor:
         """n images from the averaged generator, n x C x S x S in [0, 1]; from G itself with
@@ -250,7 +275,7 @@ class StabilizedGANObjective(GANObjective):
         first update (weights loaded into ``model`` alone carry no average)."""
         if not average or self.generator_ema is None or self.generator_ema.n_averaged == 0:
             return super().sample(n)
-        return torch.sigmoid(self._ema()(self.model.prior.sample(n)))
+        return torch.sigmoid(self.averaged_generator()(self.model.prior.sample(n)))
 
     def state_dict(self) -> dict:
         state = super().state_dict()
@@ -263,6 +288,7 @@ class StabilizedGANObjective(GANObjective):
         super().load_sampling_weights(weights)
         if self.generator_ema is not None:
             self.generator_ema.load_state_dict(weights["generator_ema"])
+            self._statistics_for = None
 
 
 # ---------------------------------------------------------------- the registry

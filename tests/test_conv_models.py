@@ -235,12 +235,18 @@ def test_images_of_another_size_are_refused_before_any_layer_runs():
         conv_models.ConvDiscriminator(160)(torch.rand(2, 1, 160, 160))
 
 
-def test_channels_need_one_width_per_halving_layer():
+def test_channels_give_one_halving_per_width():
     for make in (conv_models.ConvEncoder, conv_models.ConvDecoder, conv_models.ConvDiscriminator):
-        with pytest.raises(ValueError, match=r"channels=\(16, 32, 64\) must list 4 widths"):
-            make(64, channels=(16, 32, 64))
+        for bad in [(), (16, 0, 64), (16, 32.0)]:
+            with pytest.raises(ValueError, match="must list one positive width per halving layer"):
+                make(64, channels=bad)
     wide = conv_models.ConvDiscriminator(64, channels=(64, 128, 256, 512))
     assert wide(images(2, 64)).shape == (2,), "any four widths work (DCGAN's, for instance)"
+    three = conv_models.ConvDiscriminator(64, channels=(16, 32, 64))
+    assert sides(three, images(2, 64)) == [32, 16, 8, 1], "three halvings, then an 8 x 8 kernel"
+    assert conv_models.ConvDecoder(64, 10, channels=(16, 32, 64))(torch.randn(2, 10)).shape == (2, 3, 64, 64)
+    with pytest.raises(ValueError, match="halve the side 3 times, so it must be a multiple of 8"):
+        conv_models.ConvDecoder(60, 10, channels=(16, 32, 64))
 
 
 # ------------------------------------------------------------------ the MNIST conv models
@@ -259,6 +265,9 @@ def test_mnist_conv_networks_read_and_draw_one_channel_at_32_px():
     gan = conv_models.mnist_dcgan()
     assert gan.generator(torch.randn(4, 100)).shape == (4, 1, 32, 32)
     assert gan.discriminator(x).shape == (3,)
+    assert sides(gan.discriminator, x) == [16, 8, 4, 1], "D: three halvings, then a 4 x 4 kernel (DCGAN's D)"
+    first = gan.generator.net[0]
+    assert (first.kernel_size, first.out_channels) == ((4, 4), 256), "G starts from a 4 x 4 map, not 2 x 2"
     with pytest.raises(ValueError, match=r"built for N x 1 x 32 x 32 images, got \(2, 3, 32, 32\)"):
         vae.encoder(torch.rand(2, 3, 32, 32))
 
@@ -268,9 +277,9 @@ def test_mnist_dcgan_has_batch_norm_in_g_and_spectral_norm_on_every_layer_of_d()
     g_convs = [m for m in gan.generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
     g_norms = [m for m in gan.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(g_norms) == len(g_convs) - 1, "batch norm after every transposed convolution but the last"
-    assert [m.out_channels for m in g_convs] == [256, 128, 64, 32, 1]
+    assert [m.out_channels for m in g_convs] == [256, 128, 64, 1]
     d_convs = [m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert len(d_convs) == 5 and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in d_convs)
+    assert len(d_convs) == 4 and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in d_convs)
     plain = conv_models.mnist_dcgan(spectral_norm=False)
     assert not any(torch.nn.utils.parametrize.is_parametrized(m, "weight")
                    for m in plain.discriminator.modules() if isinstance(m, torch.nn.Conv2d))

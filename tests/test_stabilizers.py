@@ -484,3 +484,31 @@ def test_existing_imagenette_entries_start_from_the_same_weights_and_class(name)
     assert fingerprint(objective.model) == IMAGENETTE_INITIAL_WEIGHTS[name], \
         f"{name} now starts from other weights: the options must leave the existing builders alone"
     assert type(objective) in (objectives.VAEObjective, objectives.GANObjective)
+
+
+def test_the_average_samples_with_batch_statistics_of_its_own_weights():
+    # An average whose weights differ from G's: G's first layer is tripled after the first update,
+    # so with decay 1/2 the average holds twice the original weights while G's copied running
+    # statistics describe three times. Sampling must recompute them: in eval mode the average then
+    # draws what it draws with a large batch's own statistics; with G's statistics it would not.
+    torch.manual_seed(0)
+    objective = objectives.StabilizedGANObjective(small_gan(batch_norm=True), 1e-3, "ns", ema_decay=0.5)
+    generator = objective.model.generator
+    objective.generator_ema.update_parameters(generator)
+    with torch.no_grad():
+        generator.net[0].weight.mul_(3)
+        generator.train()(torch.randn(512, objective.model.prior.dim))  # G's running statistics: of 3 W
+    objective.generator_ema.update_parameters(generator)
+    average = objective.generator_ema.module
+    z = torch.randn(2048, objective.model.prior.dim)
+    with torch.no_grad():
+        own_batch = torch.sigmoid(average.train()(z))
+        average.eval()
+        stale = torch.sigmoid(average(z))
+        refreshed = torch.sigmoid(objective.averaged_generator()(z))
+    assert not objective.generator_ema.training
+    assert (refreshed - own_batch).abs().mean() < 0.2 * (stale - own_batch).abs().mean(), \
+        "the recomputed statistics must match the average's own activations far better than G's"
+    before = [b.clone() for b in average.buffers()]
+    objective.averaged_generator()
+    assert all(torch.equal(a, b) for a, b in zip(before, average.buffers())), "recomputed only when the average changed"

@@ -70,7 +70,7 @@ class BaseDecoder(nn.Module):
             self.net, self.flow = model.generator, None
         else:
             raise TypeError(f"{type(model).__name__} has neither a decoder nor a generator: not a VAE or GAN.")
-        self.latent_dim = next(self.net.parameters()).shape[1]
+        self.latent_dim = model.prior.dim  # not read off the first layer: a transposed conv's weight is in x out
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         z = self.flow.inverse(u) if self.flow is not None else u

@@ -57,6 +57,11 @@ class Objective:
         ships no optimizer state."""
         self.model.load_state_dict(weights["model"])
 
+    def sampling_model(self) -> nn.Module:
+        """The network :meth:`sample` draws from, as one module with a decoder or a generator (what the
+        latent explorer and the ONNX export take): the model itself."""
+        return self.model
+
 
 # Adam moves each weight by about its learning rate per step, whatever the gradient's size. A decoder's
 # log-scale must travel a few units (from log 0.1 to about log 0.02 on Imagenette), which at the report's
@@ -267,6 +272,13 @@ class StabilizedGANObjective(GANObjective):
             standing_statistics(ema.module, self.model.prior.dim, self.model.prior.origin.device)
             self._statistics_for = int(ema.n_averaged)
         return ema.eval()
+
+    def sampling_model(self) -> models.GAN:
+        """A GAN whose generator is :meth:`averaged_generator` (D is the model's), in eval mode; the model
+        itself without an average."""
+        if self.generator_ema is None or self.generator_ema.n_averaged == 0:
+            return self.model
+        return models.GAN(self.averaged_generator().module, self.model.discriminator, self.model.prior.dim).eval()
 
     @torch.no_grad()
     def sample(self, n: int, average: bool = True) -> torch.Tensor:

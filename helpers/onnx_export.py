@@ -64,7 +64,8 @@ def export_checked(decoder: explore.BaseDecoder, path: Path) -> float:
 
 def shipped_model(name: str):
     """(model in eval mode, SHA-256 of its weights file) of an explorer name (see ``EXPLORABLE``), or None
-    when ``pretrained/`` has no full-data run of that model and seed. Reads only ``pretrained/``: never a
+    when ``pretrained/`` has no full-data run of that model and seed. The model is what the run samples
+    from (for a GAN with an average of G's weights, that average). Reads only ``pretrained/``: never a
     local checkpoint, never trains. Settings that do not change the weights' meaning (e.g. how often
     FID was measured) are not matched; two candidate runs are an error rather than a guess."""
     model, seed = EXPLORABLE[name]
@@ -79,9 +80,10 @@ def shipped_model(name: str):
         return None
     config = train.RunConfig(**{k: v for k, v in entries[0]["identity"].items() if k != "data"})
     torch.manual_seed(0)  # construction draws initial weights, all replaced below
-    network = objectives.spec(model).build(config).model
-    network.load_state_dict(state["model"])
-    return network.eval(), entries[0]["sha256"]
+    objective = objectives.spec(model).build(config)
+    objective.load_sampling_weights(state)
+    objective.model.eval()
+    return objective.sampling_model().eval(), entries[0]["sha256"]
 
 
 def main(argv=None) -> dict:

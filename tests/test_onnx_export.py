@@ -60,3 +60,24 @@ def test_main_exports_exactly_the_shipped_models(tmp_path, monkeypatch):
                       {**identity, "fid_every": 0}, results=None, half=True)
     with pytest.raises(pretrained.PretrainedError, match="ambiguous"):
         onnx_export.shipped_model("vae")
+
+
+def test_a_gan_with_an_average_is_explored_and_exported_through_the_average(tmp_path, monkeypatch):
+    """The explorer must draw what the chapters sample: for a GAN that samples from the average of G's
+    weights, the shipped model's generator is that average (with its own batch-norm statistics)."""
+    monkeypatch.setenv("DGM_PRETRAINED", str(tmp_path / "pretrained"))
+    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv(pretrained.SWITCH, "1")
+    monkeypatch.setitem(onnx_export.EXPLORABLE, "dcgan", ("mnist-dcgan-ns", 0))
+    config = train.config_for("mnist-dcgan-ns", epochs=1, train_limit=64, val_limit=16, batch_size=16)
+    run = train.run(config, progress=False)
+    from helpers import checkpoints
+    identity = {**dataclasses.asdict(config), "data": data.source("mnist")}
+    pretrained.export(checkpoints.load(run.folder), {**identity, "train_limit": None}, results=None, half=False)
+    explored, _ = onnx_export.shipped_model("dcgan")
+    z = torch.randn(6, 100, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = torch.sigmoid(run.objective.averaged_generator()(z))
+        assert torch.allclose(explored.decode(z), expected, atol=1e-6), "the explorer draws from the average"
+        assert not torch.allclose(explored.decode(z), torch.sigmoid(run.model.generator(z)), atol=1e-3)
+    assert onnx_export.export_checked(explore.BaseDecoder(explored), tmp_path / "dcgan.onnx") <= onnx_export.TOLERANCE

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from . import explore, objectives, pretrained, train
+from . import explore, pretrained, train
 
 # Models with a decoder from base codes, as the static explorer names them: registry name and seed.
 EXPLORABLE = {"vae": ("mnist-vae", 0), "flow-vae": ("mnist-flow-vae", 0)}
@@ -78,12 +78,7 @@ def shipped_model(name: str):
     state = pretrained.load(entries[0]["identity"], map_location="cpu") if entries else None
     if state is None:
         return None
-    config = train.RunConfig(**{k: v for k, v in entries[0]["identity"].items() if k != "data"})
-    torch.manual_seed(0)  # construction draws initial weights, all replaced below
-    objective = objectives.spec(model).build(config)
-    objective.load_sampling_weights(state)
-    objective.model.eval()
-    return objective.sampling_model().eval(), entries[0]["sha256"]
+    return train.shipped_objective(entries[0]["identity"], state).sampling_model().eval(), entries[0]["sha256"]
 
 
 def main(argv=None) -> dict:

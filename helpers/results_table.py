@@ -12,9 +12,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from . import objectives, pretrained, train
+from . import pretrained, train
 from .paths import REPO_ROOT, results_dir
 
 REFERENCE_NUMBERS = REPO_ROOT / "book" / "reference_numbers.json"
@@ -391,9 +389,4 @@ def shipped_model(name: str):
     state = pretrained.load(entries[0]["identity"], map_location="cpu") if entries else None
     if state is None:
         return None
-    identity = entries[0]["identity"]
-    torch.manual_seed(0)  # construction draws initial weights, all replaced below
-    model = objectives.spec(identity["model"]).build(
-        train.RunConfig(**{k: v for k, v in identity.items() if k != "data"})).model
-    model.load_state_dict(state["model"])
-    return model.eval(), entries[0]
+    return train.shipped_objective(entries[0]["identity"], state).sampling_model().eval(), entries[0]

@@ -234,6 +234,19 @@ def epoch_fid(objective, config, dataset):
 
 # ---------------------------------------------------------------- the run
 
+def shipped_objective(identity: dict, state: dict) -> objectives.Objective:
+    """The objective of a run ``identity`` (a manifest entry's) with the shipped sampling weights ``state``
+    (:func:`helpers.pretrained.load`) in it, in eval mode: no data, no training. Its ``sampling_model()``
+    is what the run samples from."""
+    config = RunConfig(**{k: v for k, v in identity.items() if k != "data"})
+    torch.manual_seed(0)  # construction draws initial weights, all replaced below
+    objective = objectives.spec(config.model).build(config)
+    objective.load_sampling_weights(state)
+    objective.model.eval()
+    return objective
+
+
+
 def run(config: RunConfig, *, resume: bool = True, folder=None, progress: bool = True, device=None) -> Run:
     """Train ``config`` (or load its finished checkpoint) and return the :class:`Run`.
 

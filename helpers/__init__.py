@@ -9,7 +9,8 @@ Modules, one concept each:
 - ``models``: priors with ``sample``/``log_prob`` (Gaussian, ex-post mixture), decoder likelihoods (Bernoulli, discretized logistic or normal), the report's MLP VAE and MLP GAN
 - ``conv_models``: the report's Imagenette convolutional encoder/decoder and GAN, as written and corrected; the MNIST conv VAE and DCGAN
 - ``flows``: RealNVP affine coupling layers and the flow prior built from them
-- ``objectives``: one training step per model family (VAE, GAN) and the registry of trainable models
+- ``objectives``: one training step per model family (VAE, GAN), and the average of a generator's weights
+- ``registry``: the trainable models by name: dataset, settings, network and objective
 - ``checkpoints``: run folders keyed by configuration, atomic checkpoint writes
 - ``train``: the one training loop (progress, resume, divergence guard, torchrun/DDP) and its CLI
 - ``gan_diagnostics``: per-epoch measurements of a GAN generator's saturation, gradients and Adam step

@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from . import checkpoints, data, objectives, pretrained
+from . import checkpoints, data, objectives, pretrained, registry
 from .profile import device as default_device
 
 EVAL_BATCH = 500
@@ -66,7 +66,7 @@ class RunConfig:
         """Clear errors for impossible settings, before any data is loaded; with FID on, also
         for its settings and missing Inception weights, which would otherwise fail only at the
         first FID epoch, after that epoch's training."""
-        objectives.spec(self.model)
+        registry.spec(self.model)
         for name, (smallest, optional) in _INTEGER_SETTINGS.items():
             value = getattr(self, name)
             if not (value is None and optional) and not (_is_int(value) and value >= smallest):
@@ -92,12 +92,12 @@ def _is_int(value) -> bool:
 
 
 def config_for(model: str, **overrides) -> RunConfig:
-    """The report's settings for ``model`` (see ``objectives.MODELS``), with overrides."""
+    """The report's settings for ``model`` (see ``registry.MODELS``), with overrides."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = set(overrides) - fields
     if unknown:
         raise ValueError(f"Unknown setting(s) {sorted(unknown)}; RunConfig has {sorted(fields)}.")
-    return RunConfig(model=model, **{**objectives.spec(model).defaults, **overrides})
+    return RunConfig(model=model, **{**registry.spec(model).defaults, **overrides})
 
 
 @dataclass
@@ -240,7 +240,7 @@ def shipped_objective(identity: dict, state: dict) -> objectives.Objective:
     is what the run samples from."""
     config = RunConfig(**{k: v for k, v in identity.items() if k != "data"})
     torch.manual_seed(0)  # construction draws initial weights, all replaced below
-    objective = objectives.spec(config.model).build(config)
+    objective = registry.spec(config.model).build(config)
     objective.load_sampling_weights(state)
     objective.model.eval()
     return objective
@@ -259,7 +259,7 @@ def run(config: RunConfig, *, resume: bool = True, folder=None, progress: bool =
         device: overrides :func:`helpers.device`.
     """
     config.validate()
-    spec = objectives.spec(config.model)
+    spec = registry.spec(config.model)
     rank, world_size = world()
     device = torch.device(device) if device else _rank_device(rank, world_size)
     if config.batch_size % world_size:
@@ -359,7 +359,7 @@ def _rank_device(rank: int, world_size: int) -> torch.device:
 
 def _parse(argv=None) -> tuple:
     parser = argparse.ArgumentParser(prog="python -m helpers.train", description="Train one of the book's models.")
-    parser.add_argument("--model", required=True, choices=sorted(objectives.MODELS))
+    parser.add_argument("--model", required=True, choices=sorted(registry.MODELS))
     for field in dataclasses.fields(RunConfig):
         if field.name != "model":
             parser.add_argument("--" + field.name.replace("_", "-"), type=float if field.name == "lr" else int)

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import conv_models, data, flows, losses, models, objectives, train
+from helpers import conv_models, data, flows, losses, models, objectives, registry, train
 
 SIZES = [64, 160]
-IMAGENETTE_MODELS = sorted(name for name in objectives.MODELS if name.startswith("imagenette-"))
+IMAGENETTE_MODELS = sorted(name for name in registry.MODELS if name.startswith("imagenette-"))
 
 
 @pytest.fixture(autouse=True)
@@ -151,7 +151,7 @@ def test_corrected_decoder_reaches_black_and_white():
 def build(name, **overrides):
     config = train.config_for(name, **overrides)
     torch.manual_seed(train.derive_seed(config.seed, "init"))
-    return objectives.spec(name).build(config)
+    return registry.spec(name).build(config)
 
 
 def params(module):
@@ -159,10 +159,10 @@ def params(module):
 
 
 def test_registry_names_sizes_tails_and_the_report_settings():
-    assert len(IMAGENETTE_MODELS) == 14 + 2 * len(objectives.IMAGENETTE_REPORT_IMPROVEMENTS) \
-        + 2 * len(objectives.IMAGENETTE_GAN_LADDER)
+    assert len(IMAGENETTE_MODELS) == 14 + 2 * len(registry.IMAGENETTE_REPORT_IMPROVEMENTS) \
+        + 2 * len(registry.IMAGENETTE_GAN_LADDER)
     for name in IMAGENETTE_MODELS:
-        spec = objectives.spec(name)
+        spec = registry.spec(name)
         objective = build(name)
         size = 160 if name.endswith("-160") else 64
         assert spec.dataset == "imagenette" and spec.image_size == size, name
@@ -192,7 +192,7 @@ def test_registry_names_sizes_tails_and_the_report_settings():
 @pytest.mark.parametrize("name", IMAGENETTE_MODELS)
 def test_registry_entry_takes_a_finite_step_on_synthetic_images(name):
     objective = build(name)
-    size = objectives.spec(name).image_size
+    size = registry.spec(name).image_size
     x = data.synthetic("imagenette", "train", size=size, n=4).float()
     before = params(objective.model)
     terms = objective.train_step(x)
@@ -318,7 +318,7 @@ def test_mnist_conv_vae_fits_a_batch():
     """Thirty steps on one batch of 32 synthetic digits must lower its negative ELBO by a third: an
     encoder or decoder that lost its gradient (or a KL with the wrong sign) would not."""
     torch.manual_seed(0)
-    objective = objectives.spec("mnist-conv-vae").build(train.config_for("mnist-conv-vae"))
+    objective = registry.spec("mnist-conv-vae").build(train.config_for("mnist-conv-vae"))
     x = data.synthetic("mnist", "train", n=32).float()
     first = objective.train_step(x)["loss"].item()
     for _ in range(29):

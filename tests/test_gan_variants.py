@@ -8,7 +8,7 @@ import hashlib
 import pytest
 import torch
 
-from helpers import gan_diagnostics, losses, objectives, train
+from helpers import gan_diagnostics, losses, registry, train
 
 TINY = dict(train_limit=300, val_limit=100, batch_size=100)
 NEW = ["mnist-gan-minimax-sn", "mnist-gan-minimax-beta09", "mnist-gan-ns-beta09",
@@ -30,7 +30,7 @@ def own_checkpoints(tmp_path, monkeypatch):
 def build(name, **overrides):
     config = train.config_for(name, **overrides)
     torch.manual_seed(train.derive_seed(config.seed, "init"))
-    return objectives.spec(name).build(config)
+    return registry.spec(name).build(config)
 
 
 def fingerprint(module):
@@ -85,7 +85,7 @@ def test_new_entry_trains_one_epoch_and_records_the_diagnostics(name):
         assert value == value and value >= 0, f"{name}: val_{key} = {value}"
     assert 0 <= record["val_g_slope_share"] <= 1 and 0 <= record["val_g_grad_share_above_eps"] <= 1
     assert record["val_g_update_norm"] > 0, "after an epoch of steps, Adam's last update is not zero"
-    assert objectives.spec(name).defaults == {"epochs": 80, "batch_size": 100, "lr": 2e-4}
+    assert registry.spec(name).defaults == {"epochs": 80, "batch_size": 100, "lr": 2e-4}
 
 
 def test_each_variation_changes_only_what_its_name_says():
@@ -114,7 +114,7 @@ def test_each_variation_changes_only_what_its_name_says():
         "mnist-gan-ns-noisy": {"loss": "ns", "d_loss": losses.discriminator_loss_noisy_labels},
         "mnist-gan-ns-small-d": {"loss": "ns", "batch_norm_in_G": True, "d_widths": [512, 256, 1]},
     }
-    assert set(expected) == {name for name in objectives.MODELS if name.startswith("mnist-gan")}
+    assert set(expected) == {name for name in registry.MODELS if name.startswith("mnist-gan")}
     for name, change in expected.items():
         assert describe(name) == {**base, **change}, f"{name} differs from the report's GAN in more than {change}"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from builders import flow_vae
-from helpers import data, explore, models, objectives, onnx_export, pretrained, train
+from helpers import data, explore, models, onnx_export, pretrained, registry, train
 
 
 @pytest.mark.parametrize("make", [lambda: models.mnist_vae().eval(), flow_vae,
@@ -44,7 +44,7 @@ def test_main_exports_exactly_the_shipped_models(tmp_path, monkeypatch):
     config = train.config_for("mnist-vae", seed=0, fid_every=5, fid_n=500)  # FID settings do not matter
     torch.manual_seed(3)
     vae = models.mnist_vae()
-    identity = {**dataclasses.asdict(config), "data": data.source(objectives.spec("mnist-vae").dataset)}
+    identity = {**dataclasses.asdict(config), "data": data.source(registry.spec("mnist-vae").dataset)}
     entry = pretrained.export({"objective": {"model": vae.state_dict()}, "history": [], "timings": []}, identity,
                               results=None, half=True)
     written = onnx_export.main([str(tmp_path / "out")])

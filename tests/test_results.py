@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from helpers import objectives, results, train
+from helpers import registry, results, train
 from helpers.fid import FIDResult
 from helpers.paths import REPO_ROOT, results_dir
 
@@ -88,7 +88,7 @@ def test_a_shortened_run_is_refused_naming_each_changed_setting(full):
     run, final_fid = published_run("mnist_vae")
     short = train.config_for("mnist-vae", epochs=10, train_limit=2_000, fid_every=5, fid_n=500)
     message = _refusal("mnist_vae", fake_run(run.timings, short, [(5, 500), (10, 500)]), final_fid)
-    assert f"epochs=10 (published {objectives.spec('mnist-vae').defaults['epochs']})" in message
+    assert f"epochs=10 (published {registry.spec('mnist-vae').defaults['epochs']})" in message
     assert "train_limit=2000 (published None)" in message
     assert re.search("pass force=True.*DGM_RESULTS", message), "the message must say how to record it anyway"
 

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 import torch
 
-from helpers import objectives, pretrained, results_table, train
+from helpers import pretrained, registry, results_table, train
 from helpers.paths import REPO_ROOT
 
 PUBLISHED = REPO_ROOT / "results"
@@ -189,7 +189,7 @@ def test_the_shipped_model_of_a_results_file_is_its_lowest_seed(tmp_path, monkey
     for seed in (2, 1):
         identity = {"model": "mnist-vae", "epochs": 1, "batch_size": 64, "lr": 1e-4, "seed": seed, "data": "real"}
         torch.manual_seed(seed)
-        weights[seed] = objectives.spec("mnist-vae").build(
+        weights[seed] = registry.spec("mnist-vae").build(
             train.RunConfig(**{k: v for k, v in identity.items() if k != "data"})).model.state_dict()
         pretrained.export({"objective": {"model": weights[seed]}, "history": [], "timings": []}, identity,
                           results="mnist_vae", half=False)

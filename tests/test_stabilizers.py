@@ -10,9 +10,9 @@ import io
 import pytest
 import torch
 
-from helpers import augment, conv_models, data, losses, objectives, train
+from helpers import augment, conv_models, data, losses, objectives, registry, train
 
-LADDER = list(objectives.IMAGENETTE_GAN_LADDER)
+LADDER = list(registry.IMAGENETTE_GAN_LADDER)
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def own_checkpoints(tmp_path, monkeypatch):
 def build(name, **overrides):
     config = train.config_for(name, **overrides)
     torch.manual_seed(train.derive_seed(config.seed, "init"))
-    return objectives.spec(name).build(config)
+    return registry.spec(name).build(config)
 
 
 def small_gan(size=16, **options):
@@ -431,7 +431,7 @@ def test_each_rung_of_the_ladder_adds_one_stabilizer_to_the_one_before():
 @pytest.mark.parametrize("name", LADDER)
 def test_each_rung_at_both_sizes_with_the_report_settings(name):
     for size, entry in ((64, name), (160, f"{name}-160")):
-        spec = objectives.spec(entry)
+        spec = registry.spec(entry)
         assert spec.dataset == "imagenette" and spec.image_size == size
         assert spec.defaults == {"epochs": 150, "batch_size": 50, "lr": 5e-5}, "one change per rung: the report's settings"
         assert describe(entry) == describe(name)

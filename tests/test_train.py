@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import checkpoints, fid, objectives, train
+from helpers import checkpoints, fid, objectives, registry, train
 
 SMALL = dict(train_limit=512, val_limit=128, batch_size=64)
 REPO = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ def test_losses_go_down_and_history_has_every_term():
 def test_gan_trains_both_players_through_the_same_loop():
     run = train.run(small("mnist-gan-ns", epochs=1, batch_size=64), progress=False)
     torch.manual_seed(train.derive_seed(run.config.seed, "init"))
-    before = objectives.spec("mnist-gan-ns").build(run.config)  # the same initialization, untrained
+    before = registry.spec("mnist-gan-ns").build(run.config)  # the same initialization, untrained
     for player in ("generator", "discriminator"):
         assert not torch.equal(params(getattr(run.model, player)), params(getattr(before.model, player))), \
             f"the {player} must have been updated"

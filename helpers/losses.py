@@ -91,6 +91,13 @@ def bernoulli_log_likelihood(x, logits) -> torch.Tensor:
 LOG_CDF = {"logistic": F.logsigmoid, "normal": torch.special.log_ndtr}
 
 
+def check_cdf(cdf: str) -> str:
+    """``cdf`` if it names a distribution of :data:`LOG_CDF`; a clear error otherwise."""
+    if cdf not in LOG_CDF:
+        raise ValueError(f"cdf={cdf!r}: use one of {sorted(LOG_CDF)}.")
+    return cdf
+
+
 def _log_bin_mass(lo: torch.Tensor, hi: torch.Tensor, log_cdf) -> torch.Tensor:
     """log(F(hi) - F(lo)) for standardized bin edges lo < hi, elementwise.
 
@@ -115,9 +122,7 @@ def discretized_log_likelihood(x, mean, log_scale, cdf: str = "logistic", levels
     x: N x P on the grid of levels in [0, 1]; mean: ... x N x P (any leading axes, e.g. L samples);
     log_scale: broadcastable to mean. Returns ... x N.
     """
-    if cdf not in LOG_CDF:
-        raise ValueError(f"cdf={cdf!r}: use one of {sorted(LOG_CDF)}.")
-    log_cdf, h = LOG_CDF[cdf], 0.5 / (levels - 1)
+    log_cdf, h = LOG_CDF[check_cdf(cdf)], 0.5 / (levels - 1)
     x = x.expand_as(mean)
     inv_scale = torch.exp(-log_scale)
     lo, hi = (x - h - mean) * inv_scale, (x + h - mean) * inv_scale

@@ -181,9 +181,7 @@ class DiscretizedLikelihood(nn.Module):
 
     def __init__(self, channels: int, cdf: str = "logistic", scale: float = 0.1):
         super().__init__()
-        if cdf not in losses.LOG_CDF:
-            raise ValueError(f"cdf={cdf!r}: use one of {sorted(losses.LOG_CDF)}.")
-        self.cdf = cdf
+        self.cdf = losses.check_cdf(cdf)  # at construction, before any training
         self.log_scale = nn.Parameter(torch.full((channels,), math.log(scale)))
 
     def log_prob(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -196,7 +196,7 @@ def exponential_moving_average(module: nn.Module, decay: float) -> swa_utils.Ave
     Batch norm's running statistics are buffers, not weights: they are copied from ``module`` at each
     update (``use_buffers=False``), not averaged. They describe the activations of the current weights,
     not of the average, whose activations can have quite another scale (on MNIST the copied statistics
-    turned a DCGAN's average into a generator of black images); :func:`standing_statistics` recomputes
+    turned the average of a collapsed DCGAN into a generator of black images); :func:`standing_statistics` recomputes
     them before the average samples. The copy is kept in eval mode: it is never trained.
     """
     return swa_utils.AveragedModel(module, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(decay)).eval()

@@ -17,6 +17,7 @@ Modules, one concept each:
 - ``augment``: differentiable augmentation of the images a GAN's discriminator sees (DiffAugment), and random flips
 - ``fid``: the Fréchet Inception Distance and KID in memory, with cached reference features and statistics
 - ``classifier``: a small MNIST digit classifier, trained once and cached, to judge generated digits (classes, within-class spread)
+- ``neighbours``: nearest training neighbours of generated images, and the distance ratio that exposes copies
 - ``evaluation``: a trained VAE's test-set bounds (ELBO, importance-weighted) with standard errors, its active dimensions, bits per dimension
 - ``results``: ``results/<name>.json`` of full-profile runs, and the mean and spread over seeds
 - ``results_table``: every results file read, checked and tabulated for the Results chapter

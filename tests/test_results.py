@@ -125,3 +125,27 @@ def test_mean_sd_is_the_mean_and_the_sample_standard_deviation_over_seeds():
     assert mean == pytest.approx(7 / 3)
     assert sd == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2)), "divides by N - 1"
     assert math.isnan(results.mean_sd([3.0])[1]), "one seed has no spread"
+
+
+def imagenette_fid(n_generated):
+    return FIDResult(value=150.0, n_generated=n_generated, reference="imagenette/test", n_reference=3_000, dims=2048)
+
+
+def test_an_ablation_row_at_its_stated_budget_is_recorded_and_at_another_refused(full):
+    ablation = train.config_for("imagenette-gan-ns", epochs=50, fid_every=10, fid_n=500)
+    run = fake_run([{"seconds": 1.0}], ablation, [(10, 500), (20, 500)])
+    written = results.record("imagenette_gan_ns_e50", run, dataset="imagenette", image_size=64,
+                             fid=imagenette_fid(3_000), epochs=50)
+    assert written["epochs"] == 50
+    with pytest.raises(results.UnpublishedSettingsError, match=r"epochs=50 \(published 40\)"):
+        results.record("imagenette_gan_ns_e40", run, dataset="imagenette", image_size=64,
+                       fid=imagenette_fid(3_000), epochs=40)
+    with pytest.raises(results.UnpublishedSettingsError, match=r"epochs=50 \(published 150\)"):
+        results.record("imagenette_gan_ns_e50_again", run, dataset="imagenette", image_size=64, fid=imagenette_fid(3_000))
+
+
+def test_the_final_fid_on_a_test_split_of_3000_uses_3000_samples(full):
+    run = fake_run([{"seconds": 1.0}], train.config_for("imagenette-vae"), curve=[])
+    results.record("imagenette_vae", run, dataset="imagenette", image_size=64, fid=imagenette_fid(3_000))
+    with pytest.raises(results.UnpublishedSettingsError, match=r"fid.n_generated=1000 \(published 3000\)"):
+        results.record("imagenette_vae", run, dataset="imagenette", image_size=64, fid=imagenette_fid(1_000))

@@ -229,7 +229,7 @@ def epoch_fid(objective, config, dataset):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.seed, "fid"))
         return fid.fid(objective.sample, dataset=dataset, split="test", n=config.fid_n,
-                       n_reference=config.fid_reference_n, dims=config.fid_dims)
+                       n_reference=config.fid_reference_n, dims=config.fid_dims, cache=False)  # never the same images twice
 
 
 # ---------------------------------------------------------------- the run

@@ -587,7 +587,36 @@ def test_kid_rebuilds_reference_features_missing_from_the_cache(fake_inception, 
     first = fid.fid(generated, n=80, n_reference=120, dims=64, kid=True, kid_subset_size=30)
     next((tmp_path / "cache" / "fid").glob("features-*")).unlink()
     again = fid.fid(generated, n=80, n_reference=120, dims=64, kid=True, kid_subset_size=30)
-    assert images_seen(fake_inception) == 2 * (120 + 80)
+    assert images_seen(fake_inception) == 2 * 120 + 80, "the reference embedded again, the same generated images not"
     assert len(list((tmp_path / "cache" / "fid").glob("features-*"))) == 1
     assert again.value == first.value  # from the cached statistics
     assert again.kid.value == pytest.approx(first.kid.value, rel=1e-5)  # cached features are float32
+
+
+@pytest.mark.usefixtures("synthetic_data")
+def test_the_same_generated_images_are_embedded_once_and_other_images_again(fake_inception):
+    def sampler(batch):  # a seeded sampler: the same images on every call of fid.fid
+        return torch.rand(batch, 1, 32, 32, generator=generator)
+
+    generator = torch.Generator().manual_seed(0)
+    first = fid.fid(sampler, n=70, n_reference=100, dims=64)
+    assert images_seen(fake_inception) == 100 + 70
+    generator.manual_seed(0)
+    again = fid.fid(sampler, n=70, n_reference=100, dims=64)
+    assert images_seen(fake_inception) == 100 + 70, "the second call read the generated images' features"
+    assert again.value == first.value
+    other = fid.fid(sampler, n=70, n_reference=100, dims=64)  # the generator moved on: other images
+    assert images_seen(fake_inception) == 100 + 70 + 70
+    assert other.value != first.value
+    fewer = fid.fid(torch.rand(60, 1, 32, 32, generator=torch.Generator().manual_seed(0)), n=60, n_reference=100, dims=64)
+    assert images_seen(fake_inception) == 100 + 70 + 70 + 60, "the first 60 of the same images are another set"
+    assert fewer.value != first.value
+
+
+@pytest.mark.usefixtures("synthetic_data")
+def test_without_cache_the_generated_features_stay_off_disk(fake_inception, tmp_path):
+    images = torch.rand(70, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    uncached = fid.fid(images, n=70, n_reference=100, dims=64, cache=False)
+    assert not list((tmp_path / "cache" / "fid").glob("generated-*"))
+    assert fid.fid(images, n=70, n_reference=100, dims=64).value == uncached.value
+    assert len(list((tmp_path / "cache" / "fid").glob("generated-*"))) == 1

@@ -2,7 +2,8 @@
 
 Modules, one concept each:
 
-- ``profile``: the ``BOOK_PROFILE`` switch (quick | full), the device and the run banner
+- ``profile``: the ``BOOK_PROFILE`` switch (quick | full) and the device
+- ``run_banner``: the line every chapter prints first (profile, device, data, torch)
 - ``paths``: where data, caches, checkpoints and results live
 - ``data``: MNIST and Imagenette as in-memory uint8 tensors with the report's splits
 - ``losses``: ELBO terms (closed-form and Monte Carlo KL, Bernoulli and discretized likelihoods), GAN losses on logits
@@ -25,6 +26,7 @@ Modules, one concept each:
 - ``plots``, ``explore``, ``source``: figures, latent interpolation and the widget explorer, showing the book's code in a chapter
 - ``onnx_export``, ``explorer_page``: the shipped decoders as ONNX files, and the explorer that runs them in the browser
 """
-from .profile import PROFILE, banner, device, pick
+from .profile import PROFILE, device, pick
+from .run_banner import banner
 
 __all__ = ["PROFILE", "banner", "device", "pick"]

@@ -45,19 +45,3 @@ def _device_from_environment(name: str) -> torch.device:
         raise ValueError(f"BOOK_DEVICE={name!r}, but this machine has {torch.cuda.device_count()} CUDA device(s), "
                          f"numbered from 0. Use cuda:0 to cuda:{torch.cuda.device_count() - 1}, or unset BOOK_DEVICE.")
     return chosen
-
-
-def banner(*datasets: str) -> str:
-    """Print and return the run banner every chapter shows in its first code cell.
-
-    ``datasets`` names the datasets the chapter loads (``"mnist"``, ``"imagenette"``);
-    ``data=`` says whether they are the real files or the synthetic stand-in that the
-    quick profile falls back to offline, and ``data=none`` when the chapter loads none.
-    """
-    from .data import source
-
-    sources = {source(name) for name in datasets}
-    data = "none" if not sources else ("synthetic" if "synthetic" in sources else "real")
-    line = f"profile={PROFILE} device={device().type} data={data} torch={torch.__version__.split('+')[0]}"
-    print(line)
-    return line

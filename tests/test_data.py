@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import data, profile
+from helpers import data, run_banner
 
 CACHED = ("_imagenette_files", "_load_real", "_md5")
 
@@ -289,7 +289,7 @@ def test_quick_profile_falls_back_to_synthetic_data_and_says_so(fresh_data, monk
     split = data.load("imagenette", "val", size=16, limit=40)
     assert split.images.shape == (40, 3, 16, 16) and split.images.dtype == torch.uint8
     assert "synthetic" in split.name and len(split.files) == 40
-    assert "data=synthetic" in profile.banner("imagenette")
+    assert "data=synthetic" in run_banner.banner("imagenette")
     assert "real data unavailable" in capsys.readouterr().out
     assert len(set(split.labels.tolist())) > 1
     assert not fresh_data.exists(), "falling back must not create the data folder"

@@ -2,14 +2,14 @@
 import pytest
 import torch
 
-from helpers import profile
+from helpers import profile, run_banner
 
 
 def test_cuda_requested_without_cuda_fails_at_the_banner_naming_the_variable(monkeypatch, capsys):
     monkeypatch.setenv("BOOK_DEVICE", "cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="BOOK_DEVICE='cuda'.*no cuda device"):
-        profile.banner()
+        run_banner.banner()
     assert capsys.readouterr().out == "", "no banner may claim a device the machine lacks"
 
 

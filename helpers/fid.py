@@ -221,7 +221,10 @@ def inception(dims: int = 2048, device=None) -> nn.Module:
     """
     check_dims(dims)
     device = torch.device(device) if device is not None else default_device()
-    return _fast_network(dims, str(device), str(require_weights()))
+    # Building it initialises every layer at random before the weights load. In a forked random
+    # generator, so that whether the network existed already never changes what a seeded sampler draws.
+    with torch.random.fork_rng(devices=[]):
+        return _fast_network(dims, str(device), str(require_weights()))
 
 
 # ---------------------------------------------------------------- features
@@ -617,10 +620,7 @@ def fid(generated, *, dataset: str = "mnist", split: str = "test", n: int = 10_0
     """
     check_dims(dims)
     total = _check_input(generated, n, batch_size)
-    # Building the network draws from the global random generator (layer initialisation before
-    # the weights load), so it comes before the first sampler call, as it always has: a seeded
-    # sampler then draws the same images whether or not the network already existed.
-    inception(dims, device)
+    inception(dims, device)  # built (and its weights checked) before any long work
     batches = _batches(generated, n, batch_size)
     with torch.inference_mode():
         first = next(batches)  # checked, and its shape picks the reference: before any long work

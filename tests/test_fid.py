@@ -620,3 +620,13 @@ def test_without_cache_the_generated_features_stay_off_disk(fake_inception, tmp_
     assert not list((tmp_path / "cache" / "fid").glob("generated-*"))
     assert fid.fid(images, n=70, n_reference=100, dims=64).value == uncached.value
     assert len(list((tmp_path / "cache" / "fid").glob("generated-*"))) == 1
+
+
+@pytest.mark.usefixtures("fid_weights")
+def test_building_the_network_leaves_a_seeded_samplers_draws_alone():
+    fid._fast_network.cache_clear()  # the next call builds the network from scratch
+    torch.manual_seed(0)
+    expected = torch.rand(5)
+    torch.manual_seed(0)
+    fid.inception(64)
+    assert torch.equal(torch.rand(5), expected), "building the network drew from the global random generator"

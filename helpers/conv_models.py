@@ -36,6 +36,7 @@ discriminator (``spectral_norm=True``, Miyato et al., 2018). The others act on t
 As in :mod:`helpers.models`, decoders and generators return logits; images are sigmoid(logits).
 Shapes: N batch, D latent dimension, S image side, C image channels (3 for Imagenette, 1 for MNIST).
 """
+import torch
 from torch import nn
 
 from . import models
@@ -206,24 +207,34 @@ class ConvDecoder(nn.Module):
         return logits.reshape(*z.shape[:-1], *logits.shape[1:])
 
 
+# The Imagenette networks keep their weights in channels_last (NHWC) memory: oneDNN's convolutions run
+# faster in it on this CPU. bench/imagenette_step.py measured, on one thread at 64 px, 1.20x the images/s
+# of contiguous weights for the report's GAN and 1.18x for its VAE (1.27x and 1.06x at 160 px); converting
+# the weights alone gave the GAN the same 1.20x, so the batches stay as they are. The arithmetic is the same.
+IMAGENETTE_MEMORY_FORMAT = torch.channels_last
+
+
 def imagenette_vae(size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS,
                    report_tail: bool = False, likelihood: nn.Module = None) -> models.VAE:
     """The report's conv VAE (eqs. 3.5-3.6) read as a VAE: :class:`ConvEncoder` (mu, log sigma^2),
     :class:`ConvDecoder` (with the report's final ReLU if ``report_tail``), a standard Gaussian prior,
     and the report's Bernoulli likelihood unless ``likelihood`` is given (e.g.
-    :class:`helpers.models.DiscretizedLikelihood`)."""
+    :class:`helpers.models.DiscretizedLikelihood`). Weights in :data:`IMAGENETTE_MEMORY_FORMAT`."""
     decoder = ConvDecoder(size, latent_dim, channels, report_tail)
-    return models.VAE(ConvEncoder(size, latent_dim, channels), decoder, models.StandardNormalPrior(latent_dim),
-                      likelihood)
+    vae = models.VAE(ConvEncoder(size, latent_dim, channels), decoder, models.StandardNormalPrior(latent_dim),
+                     likelihood)
+    return vae.to(memory_format=IMAGENETTE_MEMORY_FORMAT)
 
 
 def imagenette_gan(size: int = 64, latent_dim: int = 100, channels=REPORT_CHANNELS,
                    report_tail: bool = False, batch_norm: bool = False, spectral_norm: bool = False) -> models.GAN:
     """The report's conv GAN (eqs. 3.7-3.8) with a one-logit :class:`ConvDiscriminator` and the
     :class:`ConvDecoder` as generator (with the report's final ReLU if ``report_tail``); options:
-    ``batch_norm`` in the generator (DCGAN's), ``spectral_norm`` in the discriminator (SNGAN's)."""
+    ``batch_norm`` in the generator (DCGAN's), ``spectral_norm`` in the discriminator (SNGAN's).
+    Weights in :data:`IMAGENETTE_MEMORY_FORMAT`."""
     generator = ConvDecoder(size, latent_dim, channels, report_tail, batch_norm)
-    return models.GAN(generator, ConvDiscriminator(size, channels, spectral_norm), latent_dim)
+    gan = models.GAN(generator, ConvDiscriminator(size, channels, spectral_norm), latent_dim)
+    return gan.to(memory_format=IMAGENETTE_MEMORY_FORMAT)
 
 
 def mnist_conv_vae(latent_dim: int = 16, channels=MNIST_CHANNELS, prior: nn.Module = None) -> models.VAE:

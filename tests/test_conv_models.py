@@ -324,3 +324,20 @@ def test_mnist_conv_vae_fits_a_batch():
     for _ in range(29):
         last = objective.train_step(x)["loss"].item()
     assert last < first * 2 / 3, (first, last)
+
+
+@pytest.mark.parametrize("name", [n for n in IMAGENETTE_MODELS if not n.endswith("-160")])
+def test_imagenette_weights_are_channels_last_and_compute_what_contiguous_weights_do(name):
+    channels_last, contiguous = build(name), build(name)  # build() seeds: the same initial weights
+    contiguous.model.to(memory_format=torch.contiguous_format)
+    convs = [m for m in channels_last.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    stored = [m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight for m in convs]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in stored)
+    x = data.synthetic("imagenette", "train", size=registry.spec(name).image_size, n=4).float()
+    terms = []
+    for objective in (channels_last, contiguous):
+        torch.manual_seed(1)
+        terms.append(objective.train_step(x))
+    for key, value in terms[0].items():
+        assert torch.allclose(value, terms[1][key], rtol=1e-4, atol=1e-5), (name, key)
+    assert torch.allclose(params(channels_last.model), params(contiguous.model), atol=1e-5), "the same step"

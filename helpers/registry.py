@@ -40,9 +40,10 @@ def _mnist_gan(generator_loss: str, spectral_norm: bool = False, small_d: bool =
 PYTORCH_ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults
 
 # The report's Imagenette settings, which it ran at 160 px. At 64 px they fit a 2-core CPU: on one
-# thread of a busy machine the GAN's 150 epochs of steps took about 50 min, the VAE's 50 about 10,
-# while at 160 px they would take about 6 and 1.5 hours (bench/imagenette_step.py). So 64 px is
-# the default, and the ``-160`` entries are the report's size, for readers with a GPU.
+# thread, with another run on the other core, the GAN's 150 epochs of steps take about 40 min and the
+# VAE's 50 about 9, while at 160 px they take about 3.4 hours and 50 min (bench/imagenette_step.py,
+# 16 and 81 s per GAN epoch). So 64 px is the default, and the ``-160`` entries are the report's size,
+# for readers with a GPU.
 IMAGENETTE_VAE_SETTINGS = {"epochs": 50, "batch_size": 80, "lr": 1e-4}
 IMAGENETTE_GAN_SETTINGS = {"epochs": 150, "batch_size": 50, "lr": 5e-5}
 IMAGENETTE_REPORT_SIZE = 160

@@ -21,3 +21,10 @@ def fid_weights():
             pytest.fail(f"{missing}\nIn CI (CI=true) the FID tests must run: provide the weights.", pytrace=False)
         pytest.skip(f"FID weights missing, not at {fid.weights_path()} and not downloadable; "
                     "`python -m helpers.fid` says how to get them.")
+
+
+@pytest.fixture
+def own_checkpoints(tmp_path, monkeypatch):
+    """Run folders go to this test's own temporary directory, never the repository's checkpoints/
+    (a test module takes it for every test with ``pytestmark = pytest.mark.usefixtures("own_checkpoints")``)."""
+    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "checkpoints"))

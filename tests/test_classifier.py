@@ -8,9 +8,7 @@ from helpers import classifier, data, fid
 QUICK = classifier.ClassifierConfig(epochs=2, train_limit=2_000, val_limit=500)
 
 
-@pytest.fixture(autouse=True)
-def own_checkpoints(tmp_path, monkeypatch):
-    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "checkpoints"))
+pytestmark = pytest.mark.usefixtures("own_checkpoints")  # run folders in a temporary directory
 
 
 def one_hot(labels, k=10):

@@ -8,13 +8,13 @@ import torch.nn.functional as F
 
 from helpers import conv_models, data, flows, losses, models, objectives, registry, train
 
+from builders import registered as build
+
 SIZES = [64, 160]
 IMAGENETTE_MODELS = sorted(name for name in registry.MODELS if name.startswith("imagenette-"))
 
 
-@pytest.fixture(autouse=True)
-def own_checkpoints(tmp_path, monkeypatch):
-    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "checkpoints"))
+pytestmark = pytest.mark.usefixtures("own_checkpoints")  # run folders in a temporary directory
 
 
 def images(n, size, seed=0):
@@ -147,11 +147,6 @@ def test_corrected_decoder_reaches_black_and_white():
 
 
 # ------------------------------------------------------------------ the registry
-
-def build(name, **overrides):
-    config = train.config_for(name, **overrides)
-    torch.manual_seed(train.derive_seed(config.seed, "init"))
-    return registry.spec(name).build(config)
 
 
 def params(module):

@@ -3,12 +3,12 @@ one loop, and the entries that committed results depend on build and train exact
 
 Runs are tiny (300 digits, one or two epochs) so the file takes seconds.
 """
-import hashlib
-
 import pytest
 import torch
 
 from helpers import gan_diagnostics, losses, registry, train
+
+from builders import fingerprint, registered as build
 
 TINY = dict(train_limit=300, val_limit=100, batch_size=100)
 NEW = ["mnist-gan-minimax-sn", "mnist-gan-minimax-beta09", "mnist-gan-ns-beta09",
@@ -22,23 +22,8 @@ INITIAL_WEIGHTS = {"mnist-vae": "e7eb3bd4a05acce5", "mnist-flow-vae": "bc60f599f
                    "mnist-gan-ns-sn": "50cab22e88a287ab"}
 
 
-@pytest.fixture(autouse=True)
-def own_checkpoints(tmp_path, monkeypatch):
-    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "checkpoints"))
+pytestmark = pytest.mark.usefixtures("own_checkpoints")  # run folders in a temporary directory
 
-
-def build(name, **overrides):
-    config = train.config_for(name, **overrides)
-    torch.manual_seed(train.derive_seed(config.seed, "init"))
-    return registry.spec(name).build(config)
-
-
-def fingerprint(module):
-    digest = hashlib.sha256()
-    for key, value in module.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def params(module):

@@ -4,7 +4,6 @@ augmentation; then the registry's ablation ladder, and the existing entries left
 
 Networks are the report's small widths, at 16 or 64 px, and runs a few steps, so the file takes seconds.
 """
-import hashlib
 import io
 
 import pytest
@@ -12,18 +11,13 @@ import torch
 
 from helpers import augment, conv_models, data, losses, objectives, registry, train
 
+from builders import fingerprint, interrupted_and_uninterrupted, registered as build
+
 LADDER = list(registry.IMAGENETTE_GAN_LADDER)
 
 
-@pytest.fixture(autouse=True)
-def own_checkpoints(tmp_path, monkeypatch):
-    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "checkpoints"))
+pytestmark = pytest.mark.usefixtures("own_checkpoints")  # run folders in a temporary directory
 
-
-def build(name, **overrides):
-    config = train.config_for(name, **overrides)
-    torch.manual_seed(train.derive_seed(config.seed, "init"))
-    return registry.spec(name).build(config)
 
 
 def small_gan(size=16, **options):
@@ -245,21 +239,8 @@ def test_the_average_is_saved_and_resumed_identically():
 def test_an_interrupted_run_resumes_the_average_exactly(monkeypatch, tmp_path):
     name = "imagenette-gan-hinge-dcgan-sn-ema-diffaug"
     config = train.config_for(name, epochs=2, train_limit=16, val_limit=8, batch_size=8)
-    real_step, calls = objectives.StabilizedGANObjective.train_step, []
-
-    def stop_in_epoch_2(self, x):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_step(self, x)
-
-    monkeypatch.setattr(objectives.StabilizedGANObjective, "train_step", stop_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train.run(config, progress=False)
-    monkeypatch.setattr(objectives.StabilizedGANObjective, "train_step", real_step)
-    resumed = train.run(config, progress=False)
-    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "uninterrupted"))
-    uninterrupted = train.run(config, progress=False)
+    resumed, uninterrupted = interrupted_and_uninterrupted(monkeypatch, tmp_path, objectives.StabilizedGANObjective,
+                                                           config, stop_at_call=3)  # the first step of epoch 2
     assert resumed.origin == "resumed" and resumed.history == uninterrupted.history
     for key, value in uninterrupted.objective.generator_ema.state_dict().items():
         assert torch.equal(resumed.objective.generator_ema.state_dict()[key], value), f"{key} differs"
@@ -468,14 +449,6 @@ IMAGENETTE_INITIAL_WEIGHTS = {
     "imagenette-gan-minimax": "4a6ca82a414c9e11", "imagenette-gan-minimax-160": "ee4175b4ab3bb7ff",
     "imagenette-gan-ns": "4a6ca82a414c9e11", "imagenette-gan-ns-160": "ee4175b4ab3bb7ff",
 }
-
-
-def fingerprint(module):
-    digest = hashlib.sha256()
-    for key, value in module.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 @pytest.mark.parametrize("name", sorted(IMAGENETTE_INITIAL_WEIGHTS))

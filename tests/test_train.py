@@ -17,14 +17,13 @@ import torch
 
 from helpers import checkpoints, fid, objectives, registry, train
 
+from builders import interrupted_and_uninterrupted
+
 SMALL = dict(train_limit=512, val_limit=128, batch_size=64)
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def own_checkpoints(tmp_path, monkeypatch):
-    """Every test writes its run folders into its own temporary directory."""
-    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "checkpoints"))
+pytestmark = pytest.mark.usefixtures("own_checkpoints")  # run folders in a temporary directory
 
 
 def small(model="mnist-vae", **overrides):
@@ -66,21 +65,8 @@ def test_gan_trains_both_players_through_the_same_loop():
 def test_stopped_gan_resumes_both_players_and_both_optimizers_exactly(monkeypatch, tmp_path):
     config = small("mnist-gan-minimax", epochs=2)
     steps = SMALL["train_limit"] // SMALL["batch_size"]
-    real_step, calls = objectives.GANObjective.train_step, []
-
-    def stop_in_epoch_2(self, x):
-        calls.append(1)
-        if len(calls) == steps + 3:
-            raise KeyboardInterrupt
-        return real_step(self, x)
-
-    monkeypatch.setattr(objectives.GANObjective, "train_step", stop_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train.run(config, progress=False)
-    monkeypatch.setattr(objectives.GANObjective, "train_step", real_step)
-    resumed = train.run(config, progress=False)
-    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "uninterrupted"))
-    uninterrupted = train.run(config, progress=False)
+    resumed, uninterrupted = interrupted_and_uninterrupted(monkeypatch, tmp_path, objectives.GANObjective, config,
+                                                           stop_at_call=steps + 3)  # in epoch 2
     assert resumed.history == uninterrupted.history
     assert torch.equal(params(resumed.model), params(uninterrupted.model)), \
         "a resumed GAN must continue with the saved generator, discriminator and both Adam states"

@@ -87,7 +87,7 @@ def bernoulli_log_likelihood(x, logits) -> torch.Tensor:
 
 
 # log F(t) of the standardized distributions a pixel's level can be drawn from; both are symmetric,
-# F(-t) = 1 - F(t), which :func:`_log_bin_mass` uses to stay in the tail where the mass is small.
+# F(-t) = 1 - F(t), which :func:`_log_bin_terms` uses to stay in the tail where the mass is small.
 LOG_CDF = {"logistic": F.logsigmoid, "normal": torch.special.log_ndtr}
 
 
@@ -98,16 +98,15 @@ def check_cdf(cdf: str) -> str:
     return cdf
 
 
-def _log_bin_mass(lo: torch.Tensor, hi: torch.Tensor, log_cdf) -> torch.Tensor:
-    """log(F(hi) - F(lo)) for standardized bin edges lo < hi, elementwise.
+def _log_bin_terms(lo: torch.Tensor, hi: torch.Tensor, log_cdf, right: torch.Tensor) -> tuple:
+    """(log A, log B) with F(hi) - F(lo) = A - B for standardized bin edges lo < hi, elementwise.
 
-    Right of the centre F(hi) - F(lo) = F(-lo) - F(-hi), whose terms are small there, so the
-    difference does not cancel to 0 as two values near 1 would. Then log(A - B) = log A + log(1 - B/A).
+    Where ``right`` (right of the centre: lo + hi > 0) the bin is F(-lo) - F(-hi), whose terms are
+    small there, so the difference does not cancel to 0 as two values near 1 would; elsewhere it is
+    F(hi) - F(lo). Then log(A - B) = log A + log(1 - B/A), with A > B.
     """
-    right = lo + hi > 0
-    a, b = torch.where(right, -lo, hi), torch.where(right, -hi, lo)  # a > b
-    log_a, log_b = log_cdf(a), log_cdf(b)
-    return log_a + torch.log(-torch.expm1(log_b - log_a))
+    a, b = torch.where(right, -lo, hi), torch.where(right, -hi, lo)
+    return log_cdf(a), log_cdf(b)
 
 
 def discretized_log_likelihood(x, mean, log_scale, cdf: str = "logistic", levels: int = 256) -> torch.Tensor:
@@ -126,7 +125,11 @@ def discretized_log_likelihood(x, mean, log_scale, cdf: str = "logistic", levels
     x = x.expand_as(mean)
     inv_scale = torch.exp(-log_scale)
     lo, hi = (x - h - mean) * inv_scale, (x + h - mean) * inv_scale
-    log_p = torch.where(x < h, log_cdf(hi), torch.where(x > 1 - h, log_cdf(-lo), _log_bin_mass(lo, hi, log_cdf)))
+    bottom, top = x < h, x > 1 - h
+    # Level 0's mass F(hi) is the larger term of its bin on the left side, level 255's F(-lo) on the
+    # right side: one pair of log-CDFs per value serves the edges too (two evaluations, not four).
+    log_a, log_b = _log_bin_terms(lo, hi, log_cdf, right=top | (~bottom & (lo + hi > 0)))
+    log_p = torch.where(bottom | top, log_a, log_a + torch.log(-torch.expm1(log_b - log_a)))
     return log_p.sum(-1)
 
 

@@ -44,6 +44,10 @@ BOOK_MODELS = {
     "mnist_gan_ns_sn": BookModel("06_gan_mnist", "the report's MLP GAN, non-saturating loss, spectral norm in D"),
     "mnist_flow_vae": BookModel("08_flow_prior", "the report's MLP VAE with a RealNVP prior trained jointly"),
     "mnist_vae_gmm": BookModel("08_flow_prior", "the N(0, I) VAE, sampled through a Gaussian mixture fitted ex post"),
+    "imagenette_vae_report": BookModel("09_imagenette_vae", "the report's conv VAE at 64 px, its ReLU before the sigmoid kept"),
+    "imagenette_vae": BookModel("09_imagenette_vae", "the report's conv VAE at 64 px, corrected, Bernoulli decoder"),
+    "imagenette_vae_logistic": BookModel("09_imagenette_vae", "the corrected conv VAE at 64 px, discretized logistic decoder"),
+    "imagenette_vae_gmm": BookModel("09_imagenette_vae", "the logistic conv VAE, sampled through a Gaussian mixture fitted ex post"),
 }
 
 
@@ -81,6 +85,7 @@ FIELDS = {
     "train_threads": (False, lambda v: v is None or (isinstance(v, list) and all(_is_count(t) and t > 0 for t in v)),
                       "a list of thread counts, or null"),
     "test_neg_elbo_nats": (False, lambda v: v is None or _is_number(v), "a number of nats per image, or null"),
+    "test_bits_per_dim": (False, _is_number, "the test negative ELBO in bits per dimension"),
     "seeds": (False, lambda v: isinstance(v, list) and v and all(isinstance(s, dict) and _is_count(s.get("seed"))
                                                                for s in v),
               "a non-empty list of objects with a 'seed'"),
@@ -241,8 +246,10 @@ def _threads(result: dict) -> str:
 
 
 def _neg_elbo(result: dict) -> str:
-    value = result.get("test_neg_elbo_nats")
-    return f"{value:.2f}" if value is not None else "—"
+    value, bits = result.get("test_neg_elbo_nats"), result.get("test_bits_per_dim")
+    if value is None:
+        return "—"
+    return f"{value:.2f}" + (f" ({bits:.3f} bits/dim)" if bits is not None else "")
 
 
 def fid_text(fid: dict) -> str:

@@ -75,8 +75,9 @@ def test_the_models_table_shows_every_files_own_numbers():
                 assert part in row["FID"], f"{name}: the FID cell must state {part}"
         else:
             assert row["FID"].startswith("none"), f"{name} has no FID"
-        elbo = result.get("test_neg_elbo_nats")
-        assert row["test −ELBO (nats)"] == (f"{elbo:.2f}" if elbo is not None else "—")
+        elbo, bits = result.get("test_neg_elbo_nats"), result.get("test_bits_per_dim")
+        assert row["test −ELBO (nats)"] == (f"{elbo:.2f}" if elbo is not None else "—") + (
+            f" ({bits:.3f} bits/dim)" if elbo is not None and bits is not None else "")
         if result["epochs"]:
             assert row["training"].startswith(f"{result['epochs']} epochs")
         if "train_threads" not in result:
@@ -151,6 +152,15 @@ def test_one_seed_has_no_spread(tmp_path):
         "seeds: FID mean ± sd"].startswith("27.1 over seeds 0;")
     write(tmp_path, {**one, "fid_spread": 0.5})
     with pytest.raises(results_table.ResultsError, match="one seed has no spread"):
+        results_table.read_all(tmp_path)
+
+
+def test_a_bound_in_bits_per_dimension_is_shown_next_to_the_nats(tmp_path):
+    write(tmp_path, {**SEEDED, "test_neg_elbo_nats": 38_330.0, "test_bits_per_dim": 4.5})
+    row = columns_of(results_table.models_table(results_table.read_all(tmp_path), []))["`mnist_flow_vae`"]
+    assert row["test −ELBO (nats)"] == "38330.00 (4.500 bits/dim)"
+    write(tmp_path, {**SEEDED, "test_bits_per_dim": "4.5"})
+    with pytest.raises(results_table.ResultsError, match="test_bits_per_dim"):
         results_table.read_all(tmp_path)
 
 

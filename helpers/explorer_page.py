@@ -25,7 +25,7 @@ def _rounded(values: torch.Tensor) -> list:
 
 def model_entry(name: str, label: str, model, weights: str, images: torch.Tensor, captions: list,
                 seeds: list, population: torch.Tensor, directions: int = 4) -> dict:
-    """One model's part of the page: its endpoints and (VAEs) principal directions, as plain JSON.
+    """One model's part of the page: its image shape, endpoints and (VAEs) principal directions, as plain JSON.
 
     ``name``: the ONNX file's name (``explorer/<name>.onnx``); ``weights``: SHA-256 of the shipped weights
     (the page refuses a decoder exported from other weights); ``images`` M x C x H x W test images and
@@ -34,6 +34,8 @@ def model_entry(name: str, label: str, model, weights: str, images: torch.Tensor
     the encoded ``population`` (N x C x H x W test images: the aggregate posterior).
     """
     decoder = explore.BaseDecoder(model)
+    with torch.no_grad():
+        image_shape = list(decoder(explore.seed_code(0, decoder.latent_dim)[None]).shape[1:])  # C, H, W
     endpoints = [{"label": f"seed {seed}", "code": _rounded(explore.seed_code(seed, decoder.latent_dim))} for seed in seeds]
     pca = None
     if hasattr(model, "encoder"):
@@ -42,7 +44,12 @@ def model_entry(name: str, label: str, model, weights: str, images: torch.Tensor
         mean, vectors, scales = explore.principal_directions(explore.encode(model, population), directions)
         pca = {"mean": _rounded(mean), "directions": _rounded(vectors), "scales": _rounded(scales)}
     return {"name": name, "label": label, "weights": weights, "latent_dim": decoder.latent_dim,
-            "endpoints": endpoints, "pca": pca}
+            "image_shape": image_shape, "endpoints": endpoints, "pca": pca}
+
+
+def _picture(image: torch.Tensor):
+    """One image C x H x W as matplotlib draws it: H x W (grey, C = 1) or H x W x 3 (colour)."""
+    return image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).clamp(0, 1).numpy()
 
 
 def interpolation_frames(model, entry: dict, start: int, end: int, kind: str, frames: int) -> torch.Tensor:
@@ -65,7 +72,7 @@ def fallback_animation(models: dict, entries: list, start: int = 0, end: int = 1
     for col, entry in enumerate(entries):
         for row, kind in enumerate(explore.KINDS):
             ax = axes[row, col]
-            pictures.append((ax.imshow(paths[entry["name"], kind][0, 0].numpy(), cmap="gray", vmin=0, vmax=1),
+            pictures.append((ax.imshow(_picture(paths[entry["name"], kind][0]), cmap="gray", vmin=0, vmax=1),
                              paths[entry["name"], kind]))
             ax.set_xticks([]), ax.set_yticks([])
             ax.set_title(f"{entry['label']}\n{kind}" if row == 0 else kind, fontsize=8)
@@ -73,7 +80,7 @@ def fallback_animation(models: dict, entries: list, start: int = 0, end: int = 1
 
     def draw(frame):
         for picture, path in pictures:
-            picture.set_data(path[frame, 0].numpy())
+            picture.set_data(_picture(path[frame]))
         return [picture for picture, _ in pictures]
 
     animation = FuncAnimation(fig, draw, frames=frames, interval=120)
@@ -86,7 +93,7 @@ def page(entries: list, fallback) -> "IPython.display.HTML":
     """The explorer's HTML: the data for ``latent_explorer.js`` and the ``fallback`` animation (HTML)."""
     from IPython.display import HTML
 
-    data = json.dumps({"models": entries, "kinds": list(explore.KINDS), "image_shape": [1, 32, 32]})
+    data = json.dumps({"models": entries, "kinds": list(explore.KINDS)})
     data = data.replace("</", "<\\/")  # a JSON string may not close the <script> element
     return HTML(
         '<div class="latent-explorer">\n'

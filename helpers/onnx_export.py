@@ -15,7 +15,8 @@ import torch
 from . import explore, pretrained, train
 
 # Models with a decoder from base codes, as the static explorer names them: registry name and seed.
-EXPLORABLE = {"vae": ("mnist-vae", 0), "flow-vae": ("mnist-flow-vae", 0)}
+EXPLORABLE = {"vae": ("mnist-vae", 0), "flow-vae": ("mnist-flow-vae", 0),
+              "imagenette-vae": ("imagenette-vae-logistic", 0)}
 TOLERANCE = 1e-4
 
 

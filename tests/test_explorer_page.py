@@ -4,7 +4,7 @@ import re
 
 import torch
 
-from helpers import explore, explorer_page, models
+from helpers import conv_models, explore, explorer_page, models
 
 
 def entries():
@@ -34,3 +34,18 @@ def test_page_carries_the_data_intact_and_the_animation():
     data = json.loads(block.group(1))  # a "</script>" in a label must not end the block early
     assert data["models"] == both and data["kinds"] == list(explore.KINDS)
     assert 'class="latent-explorer-fallback"' in html
+
+
+def test_a_colour_model_carries_its_image_shape_and_animates_in_colour():
+    """The browser sizes its canvas and reads red, green and blue planes from each model's own image shape."""
+    torch.manual_seed(0)
+    grey, colour = models.mnist_vae().eval(), conv_models.imagenette_vae(64).eval()
+    images = torch.rand(3, 3, 64, 64)
+    entry = explorer_page.model_entry("c", "colour VAE", colour, "ef" * 32, images, ["a", "b", "c"], [0], images, 2)
+    assert entry["image_shape"] == [3, 64, 64]
+    assert explorer_page.model_entry("g", "VAE", grey, "ab" * 32, torch.rand(2, 1, 32, 32), ["a", "b"], [0],
+                                     torch.rand(3, 1, 32, 32), 2)["image_shape"] == [1, 32, 32]
+    frames = explorer_page.interpolation_frames(colour, entry, 0, 1, "linear", 3)
+    assert frames.shape == (3, 3, 64, 64)
+    animation = explorer_page.fallback_animation({"c": colour}, [entry], frames=3)
+    assert animation.data.count("data:image/png;base64") == 3

@@ -83,6 +83,18 @@
     return element;
   }
 
+  // A decoded image (1 x C x H x W floats in [0, 1], channel after channel) as canvas pixels: grey for
+  // C = 1, red, green and blue for C = 3. The canvas takes the size of the model's images.
+  function imageData(values, [channels, height, width]) {
+    const pixels = new ImageData(width, height), plane = width * height;
+    const level = (v) => Math.round(Math.min(1, Math.max(0, v)) * 255);
+    const rgb = channels === 1 ? [0, 0, 0] : [0, 1, 2];
+    for (let p = 0; p < plane; p++) {
+      pixels.data.set([...rgb.map((c) => level(values[c * plane + p])), 255], 4 * p);
+    }
+    return pixels;
+  }
+
   async function start(root) {
     const data = JSON.parse(root.querySelector(".latent-explorer-data").textContent);
     const status = root.querySelector(".latent-explorer-status");
@@ -113,8 +125,6 @@
     panel.style.cssText = "display:flex; gap:1.5em; align-items:flex-start; flex-wrap:wrap";
     const controls = document.createElement("div");
     const canvas = document.createElement("canvas");
-    const [channels, height, width] = data.image_shape;
-    Object.assign(canvas, { width, height });
     canvas.style.cssText = "width:192px; height:192px; image-rendering:pixelated; border:1px solid #888";
     panel.append(controls, canvas);
     root.insertBefore(panel, status);
@@ -171,12 +181,8 @@
           const input = new ort.Tensor("float32", Float32Array.from(code()), [1, model.latent_dim]);
           const { image } = await sessions[+ui.model.value].run({ code: input });
           const ms = performance.now() - began;
-          const pixels = new ImageData(width, height);
-          for (let p = 0; p < width * height; p++) {
-            const grey = Math.round(Math.min(1, Math.max(0, image.data[p * channels])) * 255);
-            pixels.data.set([grey, grey, grey, 255], 4 * p);
-          }
-          canvas.getContext("2d").putImageData(pixels, 0, 0);
+          [canvas.height, canvas.width] = model.image_shape.slice(1);
+          canvas.getContext("2d").putImageData(imageData(image.data, model.image_shape), 0, 0);
           root.dataset.decodeMs = ms.toFixed(2);
           root.dataset.draws = String(++draws);
           status.textContent = `${model.label}: decoded in your browser in ${ms.toFixed(1)} ms.`;

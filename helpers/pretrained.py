@@ -101,6 +101,23 @@ def load(identity: dict, map_location=None):
     return state
 
 
+# A GAN has no test loss to re-check its shipped weights against. Its results file records instead what the
+# trained weights draw from fixed latents (seeded apart from the global generator): a few hundred images.
+CHECK_SAMPLES, CHECK_SEED = 256, 0
+
+
+@torch.no_grad()
+def sample_check(gan) -> dict:
+    """Mean and standard deviation of the pixel values of the CHECK_SAMPLES images that ``gan`` (a
+    :class:`helpers.models.GAN` in eval mode: what a run samples from, e.g. ``objective.sampling_model()``)
+    draws from fixed N(0, I) latents. A fingerprint of the generator's weights, its batch-norm statistics and
+    its weight average included, for a results file to record and a test to recompute from the shipped file."""
+    z = torch.randn(CHECK_SAMPLES, gan.prior.dim, generator=torch.Generator().manual_seed(CHECK_SEED))
+    images = gan.decode(z.to(gan.prior.origin.device))
+    return {"n": CHECK_SAMPLES, "seed": CHECK_SEED, "mean": round(images.mean().item(), 6),
+            "sd": round(images.std().item(), 6)}
+
+
 def _cast(weights: dict, dtype) -> dict:
     """Floating-point tensors to ``dtype``; integer buffers (step counts) as they are."""
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}

@@ -133,14 +133,15 @@ def test_train_run_falls_back_to_shipped_weights_and_says_so(shipped, tmp_path, 
     assert train.run(config, progress=False).origin == "trained", "BOOK_PRETRAINED=0 trains from scratch"
 
 
-def recorded_test_neg_elbo(entry: dict):
-    """The test negative ELBO that an entry's results file records for the entry's seed, or None."""
+def recorded(entry: dict, field: str):
+    """What an entry's results file records in ``field`` for the entry's seed (in its list of seeds, if it has
+    one, else at the top level), or None."""
     if entry["results"] is None:
         return None
-    recorded = json.loads((pretrained.REPO_ROOT / "results" / f"{entry['results']}.json").read_text())
-    if "seeds" in recorded:
-        return next((s["test_neg_elbo_nats"] for s in recorded["seeds"] if s["seed"] == entry["identity"]["seed"]), None)
-    return recorded.get("test_neg_elbo_nats")
+    results = json.loads((pretrained.REPO_ROOT / "results" / f"{entry['results']}.json").read_text())
+    if "seeds" in results:
+        return next((s.get(field) for s in results["seeds"] if s["seed"] == entry["identity"]["seed"]), None)
+    return results.get(field)
 
 
 def test_shipped_weights_reproduce_their_recorded_test_elbo(tmp_path, monkeypatch):
@@ -152,7 +153,7 @@ def test_shipped_weights_reproduce_their_recorded_test_elbo(tmp_path, monkeypatc
     ``train.evaluate``), so its Imagenette numbers must match to the same 0.3 nats."""
     from helpers import data, registry, train
 
-    checked = [(e, recorded_test_neg_elbo(e)) for e in pretrained.manifest()["runs"]]
+    checked = [(e, recorded(e, "test_neg_elbo_nats")) for e in pretrained.manifest()["runs"]]
     checked = [(e, value) for e, value in checked if value is not None]
     assert checked, "no shipped weights name a results file with a test negative ELBO"
     for dataset in {registry.spec(e["identity"]["model"]).dataset for e, _ in checked}:
@@ -172,6 +173,38 @@ def test_shipped_weights_reproduce_their_recorded_test_elbo(tmp_path, monkeypatc
         with torch.no_grad():
             measured = train.evaluate(run.objective, test.images, 0, 1)["loss"]
         assert abs(measured - recorded) < 0.3, f"{entry['file']}: test negative ELBO {measured:.2f}, recorded {recorded}"
+
+
+def test_shipped_gans_draw_the_samples_their_results_file_records(tmp_path, monkeypatch):
+    """Loaded through train.run, as a chapter loads them, the shipped weights of every GAN with a results file
+    draw from fixed latents images whose pixel mean and standard deviation are those the chapter recorded from
+    the trained checkpoint (``pretrained.sample_check``). The computation is the same, in float32, so only the
+    order of floating-point sums separates the two (about 1e-7); a generator loaded without its weight average,
+    with stale batch-norm statistics or with other weights draws other images."""
+    from helpers import train
+
+    checked = [(e, recorded(e, "sample_check")) for e in pretrained.manifest()["runs"]]
+    checked = [(e, value) for e, value in checked if value is not None]
+    assert checked, "no shipped GAN names a results file with a sample_check"
+    for entry, expected in checked:
+        monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / entry["file"]))
+        identity = {k: v for k, v in entry["identity"].items() if k != "data"}
+        run = train.run(train.RunConfig(**identity), progress=False)
+        assert run.origin == "pretrained"
+        measured = pretrained.sample_check(run.objective.sampling_model())
+        assert measured["n"] == expected["n"] and measured["seed"] == expected["seed"]
+        for key in ("mean", "sd"):
+            assert abs(measured[key] - expected[key]) < 1e-4, f"{entry['file']}: {key} {measured[key]}, recorded {expected[key]}"
+
+
+def test_sample_check_tells_weights_apart():
+    """Two generators that differ only in their weights give different fingerprints; the same one gives the same."""
+    from helpers import models
+
+    torch.manual_seed(0)
+    a, b = models.mnist_gan().eval(), models.mnist_gan().eval()
+    assert pretrained.sample_check(a) == pretrained.sample_check(a)
+    assert pretrained.sample_check(a) != pretrained.sample_check(b)
 
 
 def test_a_gan_sampled_from_its_weight_average_ships_the_average_and_samples_from_it(shipped, tmp_path, monkeypatch):

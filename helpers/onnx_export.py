@@ -14,9 +14,11 @@ import torch
 
 from . import explore, pretrained, train
 
-# Models with a decoder from base codes, as the static explorer names them: registry name and seed.
-EXPLORABLE = {"vae": ("mnist-vae", 0), "flow-vae": ("mnist-flow-vae", 0),
-              "imagenette-vae": ("imagenette-vae-logistic", 0)}
+# Models with a decoder from base codes, as the static explorer names them: registry name, seed and the
+# epochs of the shipped run (a chapter may ship the same model and seed at two budgets).
+EXPLORABLE = {"vae": ("mnist-vae", 0, 50), "flow-vae": ("mnist-flow-vae", 0, 50),
+              "imagenette-vae": ("imagenette-vae-logistic", 0, 50),
+              "imagenette-gan": ("imagenette-gan-hinge-dcgan-sn-ema-diffaug", 0, 150)}
 TOLERANCE = 1e-4
 
 
@@ -65,15 +67,16 @@ def export_checked(decoder: explore.BaseDecoder, path: Path) -> float:
 
 def shipped_model(name: str):
     """(model in eval mode, SHA-256 of its weights file) of an explorer name (see ``EXPLORABLE``), or None
-    when ``pretrained/`` has no full-data run of that model and seed. The model is what the run samples
+    when ``pretrained/`` has no full-data run of that model, seed and epoch count. The model is what the run samples
     from (for a GAN with an average of G's weights, that average). Reads only ``pretrained/``: never a
     local checkpoint, never trains. Settings that do not change the weights' meaning (e.g. how often
     FID was measured) are not matched; two candidate runs are an error rather than a guess."""
-    model, seed = EXPLORABLE[name]
+    model, seed, epochs = EXPLORABLE[name]
     entries = [e for e in pretrained.manifest()["runs"] if e["identity"]["model"] == model
-               and e["identity"]["seed"] == seed and e["identity"].get("train_limit") is None]
+               and e["identity"]["seed"] == seed and e["identity"]["epochs"] == epochs
+               and e["identity"].get("train_limit") is None]
     if len(entries) > 1:
-        raise pretrained.PretrainedError(f"{len(entries)} shipped runs of {model} seed {seed} "
+        raise pretrained.PretrainedError(f"{len(entries)} shipped runs of {model} seed {seed}, {epochs} epochs "
                                          f"({', '.join(e['file'] for e in entries)}): which one the explorer shows "
                                          f"is ambiguous; ship one.")
     state = pretrained.load(entries[0]["identity"], map_location="cpu") if entries else None

@@ -48,6 +48,9 @@ BOOK_MODELS = {
     "imagenette_vae": BookModel("09_imagenette_vae", "the report's conv VAE at 64 px, corrected, Bernoulli decoder"),
     "imagenette_vae_logistic": BookModel("09_imagenette_vae", "the corrected conv VAE at 64 px, discretized logistic decoder"),
     "imagenette_vae_gmm": BookModel("09_imagenette_vae", "the logistic conv VAE, sampled through a Gaussian mixture fitted ex post"),
+    "imagenette_gan_report": BookModel("09_imagenette_gan", "the report's conv GAN at 64 px, its ReLU before the sigmoid kept, 50 epochs"),
+    "imagenette_gan_wide_noisy": BookModel("09_imagenette_gan", "the corrected conv GAN with the report's improvements (wider, noisy labels), 50 epochs"),
+    "imagenette_gan": BookModel("09_imagenette_gan", "conv GAN: batch norm in G, spectral norm in D, hinge loss, average of G, DiffAugment"),
 }
 
 

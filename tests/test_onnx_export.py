@@ -68,7 +68,7 @@ def test_a_gan_with_an_average_is_explored_and_exported_through_the_average(tmp_
     monkeypatch.setenv("DGM_PRETRAINED", str(tmp_path / "pretrained"))
     monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / "checkpoints"))
     monkeypatch.setenv(pretrained.SWITCH, "1")
-    monkeypatch.setitem(onnx_export.EXPLORABLE, "dcgan", ("mnist-dcgan-ns", 0))
+    monkeypatch.setitem(onnx_export.EXPLORABLE, "dcgan", ("mnist-dcgan-ns", 0, 1))
     config = train.config_for("mnist-dcgan-ns", epochs=1, train_limit=64, val_limit=16, batch_size=16)
     run = train.run(config, progress=False)
     from helpers import checkpoints

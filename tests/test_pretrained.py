@@ -162,7 +162,7 @@ def test_shipped_weights_reproduce_their_recorded_test_elbo(tmp_path, monkeypatc
             if os.environ.get("CI") == "true":
                 pytest.fail(message, pytrace=False)
             pytest.skip(message)
-    for entry, recorded in checked:
+    for entry, expected in checked:
         spec = registry.spec(entry["identity"]["model"])
         monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / entry["file"]))
         identity = {k: v for k, v in entry["identity"].items() if k != "data"}
@@ -172,7 +172,7 @@ def test_shipped_weights_reproduce_their_recorded_test_elbo(tmp_path, monkeypatc
         torch.manual_seed(0)
         with torch.no_grad():
             measured = train.evaluate(run.objective, test.images, 0, 1)["loss"]
-        assert abs(measured - recorded) < 0.3, f"{entry['file']}: test negative ELBO {measured:.2f}, recorded {recorded}"
+        assert abs(measured - expected) < 0.3, f"{entry['file']}: test negative ELBO {measured:.2f}, recorded {expected}"
 
 
 def test_shipped_gans_draw_the_samples_their_results_file_records(tmp_path, monkeypatch):

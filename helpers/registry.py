@@ -49,6 +49,15 @@ IMAGENETTE_GAN_SETTINGS = {"epochs": 150, "batch_size": 50, "lr": 5e-5}
 IMAGENETTE_REPORT_SIZE = 160
 
 
+def imagenette_name(model: str, size: int) -> str:
+    """The registry's name of Imagenette model ``model`` at ``size`` px: ``model`` itself at the book's
+    64 px, ``<model>-160`` at the report's size (see :func:`_imagenette_models`)."""
+    if size not in (data.IMAGENETTE_DEFAULT_SIZE, IMAGENETTE_REPORT_SIZE):
+        raise ValueError(f"size={size!r}: the registry has Imagenette models at {data.IMAGENETTE_DEFAULT_SIZE} px "
+                         f"(the book's) and {IMAGENETTE_REPORT_SIZE} px (the report's) only.")
+    return model if size == data.IMAGENETTE_DEFAULT_SIZE else f"{model}-{size}"
+
+
 def _imagenette_vae(size: int, report_tail: bool, cdf: str = None) -> ModelSpec:
     """The report's conv VAE (:func:`helpers.conv_models.imagenette_vae`) at ``size`` px; ``report_tail``
     keeps the report's ReLU before the decoder's Sigmoid (no pixel darker than mid-grey). ``cdf``

@@ -336,3 +336,13 @@ def test_imagenette_weights_are_channels_last_and_compute_what_contiguous_weight
     for key, value in terms[0].items():
         assert torch.allclose(value, terms[1][key], rtol=1e-4, atol=1e-5), (name, key)
     assert torch.allclose(params(channels_last.model), params(contiguous.model), atol=1e-5), "the same step"
+
+
+def test_imagenette_name_picks_the_registry_entry_of_a_size_and_refuses_others():
+    from helpers import registry
+
+    assert registry.imagenette_name("imagenette-gan-ns", 64) == "imagenette-gan-ns"
+    assert registry.imagenette_name("imagenette-gan-ns", 160) == "imagenette-gan-ns-160"
+    assert registry.spec(registry.imagenette_name("imagenette-vae", 160)).image_size == 160
+    with pytest.raises(ValueError, match="64 px"):
+        registry.imagenette_name("imagenette-vae", 128)

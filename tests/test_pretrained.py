@@ -144,6 +144,23 @@ def recorded(entry: dict, field: str):
     return results.get(field)
 
 
+def shipped_with(field: str) -> list:
+    """(manifest entry, recorded value) for every shipped run whose results file records ``field`` for its seed."""
+    checked = [(e, recorded(e, field)) for e in pretrained.manifest()["runs"]]
+    return [(e, value) for e, value in checked if value is not None]
+
+
+def load_shipped(entry: dict, tmp_path, monkeypatch):
+    """The run of a manifest entry loaded through train.run, as a chapter loads it (no local checkpoint)."""
+    from helpers import train
+
+    monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / entry["file"]))
+    identity = {k: v for k, v in entry["identity"].items() if k != "data"}
+    run = train.run(train.RunConfig(**identity), progress=False)
+    assert run.origin == "pretrained"
+    return run
+
+
 def test_shipped_weights_reproduce_their_recorded_test_elbo(tmp_path, monkeypatch):
     """Loaded through train.run, as a chapter loads them, the shipped weights give the test negative ELBO their
     results file records, on the test split of their own data set at their own size. The chapters' estimates may use
@@ -153,8 +170,7 @@ def test_shipped_weights_reproduce_their_recorded_test_elbo(tmp_path, monkeypatc
     ``train.evaluate``), so its Imagenette numbers must match to the same 0.3 nats."""
     from helpers import data, registry, train
 
-    checked = [(e, recorded(e, "test_neg_elbo_nats")) for e in pretrained.manifest()["runs"]]
-    checked = [(e, value) for e, value in checked if value is not None]
+    checked = shipped_with("test_neg_elbo_nats")
     assert checked, "no shipped weights name a results file with a test negative ELBO"
     for dataset in {registry.spec(e["identity"]["model"]).dataset for e, _ in checked}:
         if data.source(dataset) != "real":
@@ -164,10 +180,7 @@ def test_shipped_weights_reproduce_their_recorded_test_elbo(tmp_path, monkeypatc
             pytest.skip(message)
     for entry, expected in checked:
         spec = registry.spec(entry["identity"]["model"])
-        monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / entry["file"]))
-        identity = {k: v for k, v in entry["identity"].items() if k != "data"}
-        run = train.run(train.RunConfig(**identity), progress=False)
-        assert run.origin == "pretrained"
+        run = load_shipped(entry, tmp_path, monkeypatch)
         test = data.load(spec.dataset, "test", size=spec.image_size)
         torch.manual_seed(0)
         with torch.no_grad():
@@ -181,16 +194,10 @@ def test_shipped_gans_draw_the_samples_their_results_file_records(tmp_path, monk
     the trained checkpoint (``pretrained.sample_check``). The computation is the same, in float32, so only the
     order of floating-point sums separates the two (about 1e-7); a generator loaded without its weight average,
     with stale batch-norm statistics or with other weights draws other images."""
-    from helpers import train
-
-    checked = [(e, recorded(e, "sample_check")) for e in pretrained.manifest()["runs"]]
-    checked = [(e, value) for e, value in checked if value is not None]
+    checked = shipped_with("sample_check")
     assert checked, "no shipped GAN names a results file with a sample_check"
     for entry, expected in checked:
-        monkeypatch.setenv("DGM_CHECKPOINTS", str(tmp_path / entry["file"]))
-        identity = {k: v for k, v in entry["identity"].items() if k != "data"}
-        run = train.run(train.RunConfig(**identity), progress=False)
-        assert run.origin == "pretrained"
+        run = load_shipped(entry, tmp_path, monkeypatch)
         measured = pretrained.sample_check(run.objective.sampling_model())
         assert measured["n"] == expected["n"] and measured["seed"] == expected["seed"]
         for key in ("mean", "sd"):
